@@ -188,13 +188,24 @@ static_resources:
 
     #[test]
     fn unknown_field_names_path_and_line() {
-        let text = BOOTSTRAP.replace("stat_prefix: ingress", "stat_prefix: ingress\n          bogus: 1");
+        let text = BOOTSTRAP.replace(
+            "stat_prefix: ingress",
+            "stat_prefix: ingress\n          bogus: 1",
+        );
         let err = from_json_or_yaml::<Bootstrap>(&text).expect_err("unknown field");
-        assert!(err.path.starts_with("static_resources.listeners[0].filter_chains[0].filters[0].typed_config"), "{err}");
+        assert!(
+            err.path.starts_with(
+                "static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
+            ),
+            "{err}"
+        );
         assert!(err.message.contains("bogus"), "{err}");
         // An `Any` is read whole before its type is known: the line is where it starts.
         assert_eq!(err.line, Some(15), "{err}");
-        assert!(!err.message.contains("static_resources"), "path said twice: {err}");
+        assert!(
+            !err.message.contains("static_resources"),
+            "path said twice: {err}"
+        );
     }
 
     #[test]
@@ -208,8 +219,12 @@ static_resources:
     fn round_trips_to_envoy_json() {
         let (b, _) = from_json_or_yaml::<Bootstrap>(BOOTSTRAP).expect("parses");
         let json = to_json(&b);
-        assert_eq!(json["admin"]["address"]["socket_address"]["port_value"], 9901);
-        let any = &json["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        assert_eq!(
+            json["admin"]["address"]["socket_address"]["port_value"],
+            9901
+        );
+        let any = &json["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
         assert_eq!(any["@type"], crate::type_url::HTTP_CONNECTION_MANAGER);
         assert_eq!(any["stat_prefix"], "ingress");
     }

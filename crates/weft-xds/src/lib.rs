@@ -20,7 +20,8 @@ static DESCRIPTORS: &[u8] = include_bytes!("descriptors.bin");
 pub fn descriptor_pool() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();
     POOL.get_or_init(|| {
-        DescriptorPool::decode(DESCRIPTORS).expect("descriptors.bin is generated from valid descriptors")
+        DescriptorPool::decode(DESCRIPTORS)
+            .expect("descriptors.bin is generated from valid descriptors")
     })
 }
 
