@@ -127,6 +127,9 @@ pub enum ProxyError {
     /// The downstream request was malformed or broke a limit.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// HTTP/1.0 without `accept_http_10`.
+    #[error("HTTP/1.0 is not accepted")]
+    Http10NotAccepted,
     /// The whole request was not received within `request_timeout`.
     #[error("request timeout")]
     RequestTimeout,
@@ -152,6 +155,7 @@ impl ProxyError {
             }
             ProxyError::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Http10NotAccepted => StatusCode::UPGRADE_REQUIRED,
             ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UpgradeNotAllowed(_) => StatusCode::FORBIDDEN,
         }
@@ -173,7 +177,9 @@ impl ProxyError {
             ProxyError::RefusedStream(_) => ResponseFlags::UPSTREAM_REMOTE_RESET,
             ProxyError::UpstreamProtocol(_) => ResponseFlags::UPSTREAM_PROTOCOL_ERROR,
             ProxyError::Overflow(_) => ResponseFlags::UPSTREAM_OVERFLOW,
-            ProxyError::BadRequest(_) => ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+            ProxyError::BadRequest(_) | ProxyError::Http10NotAccepted => {
+                ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR
+            }
             ProxyError::RequestTimeout => ResponseFlags::STREAM_IDLE_TIMEOUT,
             ProxyError::UpgradeNotAllowed(_) => ResponseFlags::NONE,
         }
@@ -199,6 +205,7 @@ impl ProxyError {
             ProxyError::UpstreamProtocol(_) => "upstream protocol error",
             ProxyError::Overflow(_) => "upstream connect error or disconnect/reset before headers. reset reason: overflow",
             ProxyError::BadRequest(_) => "Bad Request",
+            ProxyError::Http10NotAccepted => "Upgrade Required",
             ProxyError::RequestTimeout => "request timeout",
             ProxyError::UpgradeNotAllowed(_) => "upgrade not allowed",
         }
@@ -226,6 +233,7 @@ impl ProxyError {
             }
             ProxyError::Overflow(_) => "upstream_reset_before_response_started{overflow}",
             ProxyError::BadRequest(_) => "downstream_protocol_error",
+            ProxyError::Http10NotAccepted => "low_version",
             ProxyError::RequestTimeout => "request_overall_timeout",
             ProxyError::UpgradeNotAllowed(_) => "upgrade_failed",
         }
@@ -237,7 +245,7 @@ impl ProxyError {
         match self {
             ProxyError::UpstreamTimeout(_) | ProxyError::PerTryTimeout(_) => 4,
             ProxyError::NoRoute => 12,
-            ProxyError::BadRequest(_) => 13,
+            ProxyError::BadRequest(_) | ProxyError::Http10NotAccepted => 13,
             ProxyError::UpgradeNotAllowed(_) => 7,
             _ => 14,
         }

@@ -4,8 +4,9 @@
 
 use crate::detect::{self, Detected};
 use crate::drain::Drain;
-use crate::http::manager::HttpManager;
+use crate::http::manager::{Codec, HttpManager};
 use crate::http::proxy::Connection;
+use crate::http::smuggle::{Guarded, Verdicts};
 use crate::io::{ByteCounters, CountingIo};
 use crate::metrics::ListenerStats;
 use crate::stream_info::Downstream;
@@ -221,11 +222,24 @@ async fn handle_connection(
     };
     match &chain.network {
         Network::Http(manager) => {
-            let conn = Arc::new(Connection {
-                downstream,
-                manager: manager.clone(),
-            });
-            crate::http::server::serve(CountingIo::new(stream, counters), conn, drain).await;
+            let io = CountingIo::new(stream, counters);
+            let manager = manager.clone();
+            if manager.codec == Codec::Http2 {
+                let conn = Arc::new(Connection {
+                    downstream,
+                    manager,
+                    verdicts: None,
+                });
+                crate::http::server::serve(io, conn, drain).await;
+            } else {
+                let verdicts = Arc::new(Verdicts::default());
+                let conn = Arc::new(Connection {
+                    downstream,
+                    manager,
+                    verdicts: Some(verdicts.clone()),
+                });
+                crate::http::server::serve(Guarded::new(io, verdicts), conn, drain).await;
+            }
         }
         Network::Tcp(proxy) => {
             crate::tcp::proxy(CountingIo::new(stream, counters), proxy.clone(), downstream).await;

@@ -134,7 +134,7 @@ impl Body for RequestBody {
             RequestBody::Empty => SizeHint::with_exact(0),
             RequestBody::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
             RequestBody::Stream(s) => s.body.size_hint(),
-            RequestBody::Replay(r) => r.hint.clone(),
+            RequestBody::Replay(r) => r.hint,
         }
     }
 }
@@ -155,7 +155,8 @@ struct ReplayState {
 #[derive(Debug)]
 pub struct ReplayBody {
     state: Arc<Mutex<ReplayState>>,
-    generation: u64,
+    /// Claimed on first poll, so that a copy made but never sent supersedes nothing.
+    generation: Option<u64>,
     next: usize,
     trailers_sent: bool,
     hint: SizeHint,
@@ -176,7 +177,7 @@ impl ReplayBody {
         };
         ReplayBody {
             state: Arc::new(Mutex::new(state)),
-            generation: 0,
+            generation: Some(0),
             next: 0,
             trailers_sent: false,
             hint,
@@ -185,23 +186,29 @@ impl ReplayBody {
 
     /// A body for the next attempt, or `None` when too much was sent to replay it.
     pub fn retry(&self) -> Option<ReplayBody> {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if s.overflowed {
             return None;
         }
-        s.generation += 1;
         Some(ReplayBody {
             state: self.state.clone(),
-            generation: s.generation,
+            generation: None,
             next: 0,
             trailers_sent: false,
-            hint: self.hint.clone(),
+            hint: self.hint,
         })
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if s.generation != self.generation {
+        let generation = *self.generation.get_or_insert_with(|| {
+            s.generation += 1;
+            s.generation
+        });
+        if s.generation != generation {
+            return Poll::Ready(Some(Err(BodyError::Superseded)));
+        }
+        if s.overflowed && self.next < s.kept.len() {
             return Poll::Ready(Some(Err(BodyError::Superseded)));
         }
         if self.next < s.kept.len() {

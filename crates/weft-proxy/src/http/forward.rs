@@ -229,7 +229,8 @@ async fn exchange(
         } else {
             pool::checkout(endpoint, cluster, h2).await?
         };
-        let spare = if fresh { None } else { replayable(&body) };
+        let reused = matches!(sender, Sender::Http1 { uses, .. } if uses > 0);
+        let spare = if reused { replayable(&body) } else { None };
         let request = build_request(out, endpoint, body, h2, attempt, attempt_header)?;
         match sender {
             Sender::Http2(mut s) => {
@@ -250,7 +251,7 @@ async fn exchange(
                         }),
                     ))
                 }
-                Err(e) => match (uses > 0 && e.is_canceled(), spare) {
+                Err(e) => match (e.is_canceled(), spare) {
                     (true, Some(again)) => {
                         tracing::debug!(endpoint = %endpoint.address, "pooled connection was closed; reconnecting");
                         body = again;
@@ -314,8 +315,11 @@ pub fn classify(e: hyper::Error) -> ProxyError {
                 return ProxyError::RefusedStream(e);
             }
         }
-        if let Some(BodyError::RequestTimeout) = s.downcast_ref::<BodyError>() {
-            return ProxyError::RequestTimeout;
+        match s.downcast_ref::<BodyError>() {
+            Some(BodyError::RequestTimeout) => return ProxyError::RequestTimeout,
+            // The downstream body broke (bad chunking, client gone): the client's fault.
+            Some(BodyError::Stream(_)) => return ProxyError::BadRequest("malformed request body"),
+            _ => {}
         }
         source = s.source();
     }

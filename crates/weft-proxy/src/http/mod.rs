@@ -10,4 +10,5 @@ pub mod proxy;
 pub mod retry;
 pub mod route;
 pub mod server;
+pub mod smuggle;
 pub mod upgrade;

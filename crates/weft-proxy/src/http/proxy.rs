@@ -39,6 +39,8 @@ pub struct Connection {
     pub downstream: Arc<Downstream>,
     /// Its HTTP connection manager.
     pub manager: Arc<HttpManager>,
+    /// Request-smuggling verdicts (HTTP/1 connections).
+    pub verdicts: Option<Arc<super::smuggle::Verdicts>>,
 }
 
 /// The route a request took, kept to shape its response.
@@ -118,7 +120,10 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Response<R
             }
             tracing::debug!(error = %err, "local reply");
             let mut r = local_reply::error_reply(&err, ex.grpc);
-            if matches!(err, ProxyError::BadRequest(_)) {
+            if matches!(
+                err,
+                ProxyError::BadRequest(_) | ProxyError::Http10NotAccepted
+            ) {
                 r.headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
             }
@@ -134,6 +139,19 @@ async fn proxy(
     ex: &mut Exchange,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let manager = &conn.manager;
+    if let Some(v) = &conn.verdicts {
+        match v.next() {
+            super::smuggle::Verdict::Clean => {}
+            super::smuggle::Verdict::LengthAndChunked => {
+                return Err(ProxyError::BadRequest(
+                    "content-length with transfer-encoding",
+                ))
+            }
+            super::smuggle::Verdict::DuplicateLength => {
+                return Err(ProxyError::BadRequest("duplicate content-length"))
+            }
+        }
+    }
     check(&req, manager)?;
 
     let authority = authority_of(&req, manager, conn.downstream.local.port())?;
@@ -483,7 +501,7 @@ fn check<B>(req: &Request<B>, manager: &HttpManager) -> Result<(), ProxyError> {
     }
     match req.version() {
         Version::HTTP_10 | Version::HTTP_09 if !manager.accept_http_10 => {
-            return Err(ProxyError::BadRequest("HTTP/1.0 is not accepted"))
+            return Err(ProxyError::Http10NotAccepted)
         }
         Version::HTTP_11 if !h.contains_key(HOST) && req.uri().authority().is_none() => {
             return Err(ProxyError::BadRequest("missing host"))
