@@ -40,6 +40,15 @@ impl Upstream {
 
     /// Starts an upstream on `addr`.
     pub async fn start_on(addr: SocketAddr, name: &str) -> Upstream {
+        Upstream::start_full(addr, name, Duration::ZERO).await
+    }
+
+    /// Starts an upstream that waits `delay` before every answer.
+    pub async fn start_slow(name: &str, delay: Duration) -> Upstream {
+        Upstream::start_full("127.0.0.1:0".parse().expect("addr"), name, delay).await
+    }
+
+    async fn start_full(addr: SocketAddr, name: &str, delay: Duration) -> Upstream {
         let listener = TcpListener::bind(addr).await.expect("bind upstream");
         let addr = listener.local_addr().expect("local addr");
         let connections = Arc::new(AtomicUsize::new(0));
@@ -58,6 +67,9 @@ impl Upstream {
                         let (r, n, flaky) = (r.clone(), n.clone(), flaky.clone());
                         async move {
                             r.fetch_add(1, Ordering::SeqCst);
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
                             Ok::<_, Infallible>(answer(req, &n, &flaky).await)
                         }
                     });

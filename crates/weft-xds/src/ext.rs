@@ -15,4 +15,22 @@ pub struct PeakEwma {
 impl prost::Name for PeakEwma {
     const NAME: &'static str = "PeakEwma";
     const PACKAGE: &'static str = "weft.config.lb.v1";
+
+    fn type_url() -> String {
+        crate::type_url::LB_PEAK_EWMA.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Name;
+
+    #[test]
+    fn type_url_matches_envoy_convention() {
+        assert_eq!(
+            PeakEwma::type_url(),
+            "type.googleapis.com/weft.config.lb.v1.PeakEwma"
+        );
+    }
 }

@@ -25,11 +25,14 @@ pub fn compile(l: &lpb::Listener, path: &str, ctx: &mut Context<'_>) -> Option<L
     if l.name.is_empty() {
         ctx.error(&format!("{path}.name"), "a listener needs a name");
     }
-    let Some(address) = l.address.as_ref() else {
-        ctx.error(&format!("{path}.address"), "an address is required");
-        return None;
+    // The chains are compiled even when the address is wrong, to report all problems.
+    let address = match l.address.as_ref() {
+        Some(a) => socket_address(a, &format!("{path}.address"), ctx),
+        None => {
+            ctx.error(&format!("{path}.address"), "an address is required");
+            None
+        }
     };
-    let address = socket_address(address, &format!("{path}.address"), ctx)?;
     let (mut inspect_tls, mut inspect_http, mut original_dst) = (false, false, false);
     for (i, f) in l.listener_filters.iter().enumerate() {
         let fpath = format!("{path}.listener_filters[{i}]");
@@ -70,7 +73,7 @@ pub fn compile(l: &lpb::Listener, path: &str, ctx: &mut Context<'_>) -> Option<L
         .default_filter_chain
         .as_ref()
         .and_then(|fc| filter_chain(fc, &format!("{path}.default_filter_chain"), usize::MAX, ctx));
-    if chains.is_empty() && default_chain.is_none() {
+    if l.filter_chains.is_empty() && l.default_filter_chain.is_none() {
         ctx.error(
             &format!("{path}.filter_chains"),
             "at least one filter chain is required",
@@ -91,6 +94,7 @@ pub fn compile(l: &lpb::Listener, path: &str, ctx: &mut Context<'_>) -> Option<L
         .as_ref()
         .and_then(|d| duration(d, &format!("{path}.listener_filters_timeout"), ctx))
         .unwrap_or(DEFAULT_LISTENER_FILTERS_TIMEOUT);
+    let address = address?;
     if ctx.errors.len() > errors_before {
         return None;
     }

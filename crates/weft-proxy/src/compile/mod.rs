@@ -118,10 +118,6 @@ pub fn compile_bootstrap(
         errors: Vec::new(),
     };
     support::check(dynamic, "", &mut ctx.errors);
-    if !ctx.errors.is_empty() {
-        // Unsupported fields first: compiling further would only repeat them.
-        return Err(ConfigErrors(ctx.errors));
-    }
     let statics = bootstrap.static_resources.clone().unwrap_or_default();
     let mut cluster_map = ClusterMap::new();
     for (i, c) in statics.clusters.iter().enumerate() {

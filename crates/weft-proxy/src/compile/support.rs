@@ -104,6 +104,20 @@ const SUPPORTED: &[(&str, &[&str])] = &[
 /// Packages whose messages are plain values, read whole.
 const VALUE_PACKAGES: &[&str] = &["google.protobuf.", "envoy.type.v3.", "xds.core.v3."];
 
+/// The table as Markdown, for `docs/proxy.md`.
+pub fn markdown() -> String {
+    let mut out = String::from("| message | fields weft honours |\n|---|---|\n");
+    for (message, fields) in SUPPORTED {
+        let list = if fields.is_empty() {
+            "(no fields)".to_string()
+        } else {
+            fields.join(", ")
+        };
+        out.push_str(&format!("| `{message}` | {list} |\n"));
+    }
+    out
+}
+
 fn supported_fields(message: &str) -> Option<&'static [&'static str]> {
     SUPPORTED
         .iter()
@@ -137,7 +151,20 @@ pub fn check(msg: &DynamicMessage, path: &str, errors: &mut Vec<ConfigError>) {
             ));
             continue;
         }
-        check_value(value, &field_path, errors);
+        let is_any = matches!(field.kind(), prost_reflect::Kind::Message(m) if m.full_name() == "google.protobuf.Any");
+        match value {
+            // An `Any` may arrive unpacked; extension types Weft does not implement are
+            // refused by the compiler, which knows the context (and skips optional
+            // filters), so only supported ones are walked here.
+            Value::Message(inner)
+                if is_any && inner.descriptor().full_name() != "google.protobuf.Any" =>
+            {
+                if supported_fields(inner.descriptor().full_name()).is_some() {
+                    check(inner, &field_path, errors);
+                }
+            }
+            _ => check_value(value, &field_path, errors),
+        }
     }
 }
 
@@ -167,18 +194,19 @@ fn check_any(any: &DynamicMessage, path: &str, errors: &mut Vec<ConfigError>) {
         .get_field_by_name("type_url")
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
+    let name = type_url.rsplit('/').next().unwrap_or("");
+    // Extension types Weft does not implement are refused by the compiler, which knows
+    // the context (and skips optional filters); only supported ones are walked here.
+    if supported_fields(name).is_none() {
+        return;
+    }
+    let Some(desc) = weft_xds::descriptor_pool().get_message_by_name(name) else {
+        return;
+    };
     let Some(bytes) = any
         .get_field_by_name("value")
         .and_then(|v| v.as_bytes().cloned())
     else {
-        return;
-    };
-    let name = type_url.rsplit('/').next().unwrap_or("");
-    let Some(desc) = weft_xds::descriptor_pool().get_message_by_name(name) else {
-        errors.push(ConfigError::new(
-            path,
-            format!("type {type_url:?} is not known to weft"),
-        ));
         return;
     };
     match DynamicMessage::decode(desc, bytes.as_ref()) {
@@ -214,6 +242,30 @@ mod tests {
                     desc.get_field_by_name(f).is_some(),
                     "{message} has no field {f}"
                 );
+            }
+        }
+    }
+
+    /// `docs/proxy.md` carries the table; `WEFT_BLESS=1 cargo test` rewrites it.
+    #[test]
+    fn reference_doc_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/proxy.md");
+        let doc = std::fs::read_to_string(path).unwrap_or_default();
+        let (begin, end) = (
+            "<!-- supported-fields:begin -->\n",
+            "<!-- supported-fields:end -->",
+        );
+        let table = markdown();
+        let (Some(b), Some(e)) = (doc.find(begin), doc.find(end)) else {
+            panic!("docs/proxy.md lacks the supported-fields markers")
+        };
+        let current = &doc[b + begin.len()..e];
+        if current != table {
+            if std::env::var_os("WEFT_BLESS").is_some() {
+                let updated = format!("{}{table}{}", &doc[..b + begin.len()], &doc[e..]);
+                std::fs::write(path, updated).expect("write docs/proxy.md");
+            } else {
+                panic!("docs/proxy.md is out of date: run `WEFT_BLESS=1 cargo test -p weft-proxy reference_doc`");
             }
         }
     }

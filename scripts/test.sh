@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs Weft's whole test suite on a fresh machine: installs what the tests use (Debian
+# packages), then checks formatting and lints and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real clients the tests drive: curl (HTTP/1.1, h2c, proxy requests).
+packages=()
+command -v curl >/dev/null || packages+=(curl)
+if ((${#packages[@]})); then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
