@@ -82,7 +82,11 @@ fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             r.headers_mut().insert(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8".parse().expect("valid"));
             r
         }
-        (&Method::GET, "/config_dump") => json(config_dump(state)),
+        (&Method::GET, "/config_dump") => {
+            let dump = config_dump(state);
+            crate::memory::release_free_memory();
+            json(dump)
+        }
         (&Method::GET, "/clusters") if query.contains("format=json") => json(clusters_json(state)),
         (&Method::GET, "/clusters") => text(StatusCode::OK, clusters_text(state)),
         (&Method::GET, "/listeners") => {

@@ -445,7 +445,7 @@ fn render_header(info: &StreamInfo, source: HeaderSource, h: &HeaderRef, out: &m
             return info
                 .request
                 .as_ref()
-                .map(|r| out.push_str(&r.path))
+                .map(|r| out.push_str(r.path.as_ref().map_or("", |p| p.as_str())))
                 .is_some()
         }
         (HeaderSource::Request, HeaderRef::Authority) => {
@@ -603,7 +603,7 @@ mod tests {
         i.start_time = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         i.request = Some(RequestInfo {
             method: http::Method::GET,
-            path: "/a?b=1".into(),
+            path: Some(http::uri::PathAndQuery::from_static("/a?b=1")),
             authority: Some(http::HeaderValue::from_static("svc:80")),
             version: http::Version::HTTP_11,
             headers: vec![(

@@ -22,6 +22,7 @@ pub mod format;
 pub mod http;
 pub mod io;
 pub mod listener;
+pub mod memory;
 pub mod metrics;
 pub mod runtime;
 pub mod stream_info;
@@ -116,6 +117,8 @@ impl Proxy {
     /// Parses and compiles a bootstrap given as text.
     pub fn from_text(options: &ProxyOptions, text: &str) -> Result<Proxy, LoadError> {
         let path = options.config_path.clone();
+        // Held for the whole load so that parsing and checking share one decode.
+        let pool = weft_xds::descriptor_pool();
         let (bootstrap, dynamic) =
             weft_xds::from_json_or_yaml(text).map_err(|source| LoadError::Parse {
                 path: path.clone(),
@@ -129,6 +132,9 @@ impl Proxy {
                 .map_err(|errors| LoadError::Invalid { path, errors })?;
         clusters.store(Arc::new(compiled.clusters.clone()));
         metrics.config_applied();
+        drop((dynamic, pool));
+        memory::release_free_memory();
+        memory::page_out_startup_code();
         Ok(Proxy {
             options: options.clone(),
             compiled,

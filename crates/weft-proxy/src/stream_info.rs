@@ -30,7 +30,7 @@ pub struct RequestInfo {
     /// Request method.
     pub method: Method,
     /// Path and query as received (before any rewrite).
-    pub path: String,
+    pub path: Option<http::uri::PathAndQuery>,
     /// `:authority` or `Host`.
     pub authority: Option<HeaderValue>,
     /// Protocol version.

@@ -10,19 +10,26 @@ pub use envoy_types::pb;
 pub use json::{from_json_or_yaml, to_json, ParseError};
 
 use prost_reflect::DescriptorPool;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, Weak};
 
 /// Descriptors of the Envoy API files Weft reads plus Weft's own protos; built by
 /// `tools/descriptors` from the descriptor set inside the pinned `envoy-types` crate.
 static DESCRIPTORS: &[u8] = include_bytes!("descriptors.bin");
 
-/// The descriptor pool used for the proto3 JSON mapping, decoded on first use.
-pub fn descriptor_pool() -> &'static DescriptorPool {
-    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        DescriptorPool::decode(DESCRIPTORS)
-            .expect("descriptors.bin is generated from valid descriptors")
-    })
+/// The descriptor pool used for the proto3 JSON mapping. Decoded (~50 ms, ~20 MB) when
+/// needed and shared while anyone holds it; a sidecar needs it only while it reads a
+/// configuration file or renders a dump, so it is not kept for the process's life.
+pub fn descriptor_pool() -> Arc<DescriptorPool> {
+    static CACHE: Mutex<Weak<DescriptorPool>> = Mutex::new(Weak::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(pool) = cache.upgrade() {
+        return pool;
+    }
+    let pool = Arc::new(
+        DescriptorPool::decode(DESCRIPTORS).expect("descriptors.bin is generated from valid descriptors"),
+    );
+    *cache = Arc::downgrade(&pool);
+    pool
 }
 
 #[cfg(test)]

@@ -230,8 +230,10 @@ impl InFlight {
     }
 
     /// Records the response time (at response headers) and outcome.
-    pub fn responded(&self, status: u16, decay: Duration) {
-        self.endpoint.ewma.observe(self.sent.elapsed(), decay);
+    pub fn responded(&self, status: u16, decay: Option<Duration>) {
+        if let Some(decay) = decay {
+            self.endpoint.ewma.observe(self.sent.elapsed(), decay);
+        }
         let counter = if status >= 500 {
             &self.endpoint.stats.rq_error
         } else {
@@ -241,10 +243,10 @@ impl InFlight {
     }
 
     /// Records a failure before any response (it counts as slow for the EWMA).
-    pub fn failed(&self, decay: Duration, timeout: bool) {
-        self.endpoint
-            .ewma
-            .observe(self.sent.elapsed().max(Duration::from_secs(1)), decay);
+    pub fn failed(&self, decay: Option<Duration>, timeout: bool) {
+        if let Some(decay) = decay {
+            self.endpoint.ewma.observe(self.sent.elapsed().max(Duration::from_secs(1)), decay);
+        }
         self.endpoint.stats.rq_error.fetch_add(1, Ordering::Relaxed);
         if timeout {
             self.endpoint

@@ -60,11 +60,12 @@ impl LbPolicy {
         }
     }
 
-    /// Decay used to feed response times to endpoints.
-    pub fn ewma_decay(&self) -> Duration {
+    /// Decay used to feed response times to endpoints; `None` when the policy does not
+    /// use them (the estimate then costs nothing per request).
+    pub fn ewma_decay(&self) -> Option<Duration> {
         match self {
-            LbPolicy::PeakEwma { decay, .. } => *decay,
-            _ => Duration::from_secs(10),
+            LbPolicy::PeakEwma { decay, .. } => Some(*decay),
+            _ => None,
         }
     }
 }

@@ -67,7 +67,8 @@ pub async fn checkout(
         if let Some(s) = existing {
             return Ok(Sender::Http2(s));
         }
-        let sender = connect_http2(ep, cluster).await?;
+        // Boxed: connecting is rare and its future is large; the request future stays small.
+        let sender = Box::pin(connect_http2(ep, cluster)).await?;
         ep.pool().lock().unwrap_or_else(|e| e.into_inner()).h2 = Some(sender.clone());
         return Ok(Sender::Http2(sender));
     }
@@ -75,7 +76,7 @@ pub async fn checkout(
         return Ok(Sender::Http1 { sender, uses });
     }
     Ok(Sender::Http1 {
-        sender: connect_http1(ep, cluster, false).await?,
+        sender: Box::pin(connect_http1(ep, cluster, false)).await?,
         uses: 0,
     })
 }

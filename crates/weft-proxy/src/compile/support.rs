@@ -233,6 +233,7 @@ mod tests {
     #[test]
     fn every_listed_message_and_field_exists() {
         let pool = weft_xds::descriptor_pool();
+        let pool = &*pool;
         for (message, fields) in SUPPORTED {
             let desc = pool
                 .get_message_by_name(message)

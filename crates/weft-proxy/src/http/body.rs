@@ -325,6 +325,7 @@ pub struct ResponseBody {
     timer: Option<Pin<Box<Sleep>>>,
     deadline: Option<Instant>,
     idle: Option<Duration>,
+    last_frame: Option<Instant>,
     trailer_names: bool,
 }
 
@@ -356,6 +357,7 @@ impl ResponseBody {
             timer: None,
             deadline: None,
             idle: None,
+            last_frame: None,
             trailer_names: false,
         }
     }
@@ -373,11 +375,10 @@ impl ResponseBody {
         deadline: Option<Instant>,
         idle: Option<Duration>,
     ) -> ResponseBody {
+        // The timer is armed only if the body ever has to wait: most small responses
+        // are complete when first polled and never touch the timer wheel.
         self.deadline = deadline;
         self.idle = idle;
-        if let Some(at) = self.next_wake() {
-            self.timer = Some(Box::pin(tokio::time::sleep_until(at.into())));
-        }
         self
     }
 
@@ -435,11 +436,9 @@ impl Body for ResponseBody {
                         capture(t, &names, &mut end.info.response_trailers);
                     }
                 }
-                if this.idle.is_some() {
-                    let wake = this.next_wake();
-                    if let (Some(timer), Some(at)) = (&mut this.timer, wake) {
-                        timer.as_mut().reset(at.into());
-                    }
+                if this.timer.is_some() && this.idle.is_some() {
+                    // Not reset per frame: the timer re-arms itself when it fires early.
+                    this.last_frame = Some(Instant::now());
                 }
                 if this.is_end_stream() {
                     this.close(true);
@@ -458,18 +457,34 @@ impl Body for ResponseBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if let Some(timer) = &mut this.timer {
-                    if timer.as_mut().poll(cx).is_ready() {
-                        let overall = this.deadline.is_some_and(|d| Instant::now() >= d);
-                        if overall {
-                            this.fail(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT, "response_timeout");
-                            return Poll::Ready(Some(Err(BodyError::Timeout)));
-                        }
+                if this.timer.is_none() {
+                    match this.next_wake() {
+                        Some(at) => this.timer = Some(Box::pin(tokio::time::sleep_until(at.into()))),
+                        None => return Poll::Pending,
+                    }
+                }
+                loop {
+                    let Some(timer) = &mut this.timer else { return Poll::Pending };
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let now = Instant::now();
+                    if this.deadline.is_some_and(|d| now >= d) {
+                        this.fail(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT, "response_timeout");
+                        return Poll::Ready(Some(Err(BodyError::Timeout)));
+                    }
+                    let idle_until = match (this.idle, this.last_frame) {
+                        (Some(idle), Some(last)) => last + idle,
+                        _ => now,
+                    };
+                    if idle_until <= now {
                         this.fail(ResponseFlags::STREAM_IDLE_TIMEOUT, "stream_idle_timeout");
                         return Poll::Ready(Some(Err(BodyError::Idle)));
                     }
+                    // Frames arrived since the timer was set: wait for the rest.
+                    let at = this.deadline.map_or(idle_until, |d| d.min(idle_until));
+                    timer.as_mut().reset(at.into());
                 }
-                Poll::Pending
             }
         }
     }

@@ -3,7 +3,7 @@
 //! timeout. The caller bounds the whole exchange by the route timeout.
 
 use super::body::{BodyError, PooledConn, RequestBody};
-use super::headers::{X_ATTEMPT_COUNT, X_ORIGINAL_DST_HOST};
+use super::headers::X_ATTEMPT_COUNT;
 use super::retry::RetryPolicy;
 use crate::cluster::endpoint::{Endpoint, InFlight};
 use crate::cluster::pool::{self, Sender};
@@ -67,7 +67,7 @@ pub struct Upstream {
 /// Sends the request, retrying as the policy allows.
 pub async fn send(
     target: &Target<'_>,
-    out: Outgoing,
+    mut out: Outgoing,
     mut body: RequestBody,
     info: &mut StreamInfo,
 ) -> Result<Upstream, ProxyError> {
@@ -83,7 +83,9 @@ pub async fn send(
         } else {
             None
         };
-        let result = attempt_once(target, &out, endpoint.clone(), body, attempt, info).await;
+        // The last possible attempt takes the headers instead of copying them.
+        let last = replay.is_none();
+        let result = attempt_once(target, &mut out, last, endpoint.clone(), body, attempt, info).await;
         let wants_retry = match (&result, target.retry) {
             (_, None) => false,
             (Ok(up), Some(policy)) => {
@@ -142,9 +144,11 @@ fn pick(
         .ok_or(ProxyError::NoHealthyUpstream)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn attempt_once(
     target: &Target<'_>,
-    out: &Outgoing,
+    out: &mut Outgoing,
+    last: bool,
     endpoint: Arc<Endpoint>,
     body: RequestBody,
     attempt: u32,
@@ -158,24 +162,19 @@ async fn attempt_once(
     let started = Instant::now();
     let in_flight = InFlight::start(endpoint.clone());
     cluster.stats.rq_active.inc();
-    let exchange = exchange(
-        cluster,
-        &endpoint,
-        out,
-        body,
-        attempt,
-        target.attempt_count_header,
-    );
+    let exchange = exchange(cluster, &endpoint, out, last, body, attempt, target.attempt_count_header);
+    // Either, not an if/else of awaits: the exchange future is stored once.
+    use futures_util::FutureExt;
     let result = match per_try {
-        Some(t) => match tokio::time::timeout(t, exchange).await {
-            Ok(r) => r,
-            Err(_) => {
-                cluster.stats.rq_per_try_timeout.inc();
-                Err(ProxyError::PerTryTimeout(t))
-            }
-        },
-        None => exchange.await,
-    };
+        Some(t) => futures_util::future::Either::Left(
+            tokio::time::timeout(t, exchange).map(move |r| r.unwrap_or(Err(ProxyError::PerTryTimeout(t)))),
+        ),
+        None => futures_util::future::Either::Right(exchange),
+    }
+    .await;
+    if matches!(result, Err(ProxyError::PerTryTimeout(_))) {
+        cluster.stats.rq_per_try_timeout.inc();
+    }
     cluster.stats.rq_active.dec();
     match result {
         Ok((response, pooled)) => {
@@ -208,7 +207,8 @@ async fn attempt_once(
 async fn exchange(
     cluster: &Cluster,
     endpoint: &Arc<Endpoint>,
-    out: &Outgoing,
+    out: &mut Outgoing,
+    last: bool,
     body: RequestBody,
     attempt: u32,
     attempt_header: bool,
@@ -231,7 +231,7 @@ async fn exchange(
         };
         let reused = matches!(sender, Sender::Http1 { uses, .. } if uses > 0);
         let spare = if reused { replayable(&body) } else { None };
-        let request = build_request(out, endpoint, body, h2, attempt, attempt_header)?;
+        let request = build_request(out, !reused && last, endpoint, body, h2, attempt, attempt_header)?;
         match sender {
             Sender::Http2(mut s) => {
                 return s
@@ -265,7 +265,8 @@ async fn exchange(
 }
 
 fn build_request(
-    out: &Outgoing,
+    out: &mut Outgoing,
+    take_headers: bool,
     endpoint: &Endpoint,
     body: RequestBody,
     h2: bool,
@@ -280,12 +281,11 @@ fn build_request(
     };
     let mut req = Request::new(body);
     *req.method_mut() = out.method.clone();
-    *req.headers_mut() = out.headers.clone();
+    *req.headers_mut() = if take_headers { std::mem::take(&mut out.headers) } else { out.headers.clone() };
     if attempt_header {
         req.headers_mut()
             .insert(X_ATTEMPT_COUNT.clone(), HeaderValue::from(attempt));
     }
-    req.headers_mut().remove(&X_ORIGINAL_DST_HOST);
     if h2 {
         *req.version_mut() = Version::HTTP_2;
         req.headers_mut().remove(HOST);

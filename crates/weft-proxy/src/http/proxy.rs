@@ -27,6 +27,7 @@ use http::{HeaderValue, Method, Request, Response, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -154,17 +155,15 @@ async fn proxy(
     }
     check(&req, manager)?;
 
-    let authority = authority_of(&req, manager, conn.downstream.local.port())?;
-    let path = request_path(&req, manager);
+    let host = Host::of(&req, manager, conn.downstream.local.port())?;
+    let routed_path = RoutedPath::of(&req, manager);
+    let (authority, path) = (host.as_str(), routed_path.as_str());
     let scheme = if conn.downstream.tls { "https" } else { "http" };
     forwarding_headers(&mut req, conn, ex, scheme);
     ex.info.request = Some(RequestInfo {
         method: req.method().clone(),
-        path: req
-            .uri()
-            .path_and_query()
-            .map_or_else(String::new, |p| p.as_str().to_string()),
-        authority: HeaderValue::from_str(&authority).ok(),
+        path: req.uri().path_and_query().cloned(),
+        authority: original_authority(&req),
         version: req.version(),
         headers: {
             let mut captured = Vec::new();
@@ -174,9 +173,9 @@ async fn proxy(
     });
 
     let table = manager.routes.clone();
-    let view = RequestView::new(&req, &path, &authority, scheme);
+    let view = RequestView::new(&req, path, authority, scheme);
     let vhost = table
-        .virtual_host_index(&authority)
+        .virtual_host_index(authority)
         .ok_or(ProxyError::NoRoute)?;
     let vh = &table.virtual_hosts[vhost];
     let (route_index, route) = vh
@@ -202,12 +201,12 @@ async fn proxy(
             };
             Ok(local_reply::redirect(
                 r.status,
-                &r.location(scheme, &authority, &path, prefix),
+                &r.location(scheme, authority, path, prefix),
             ))
         }
         RouteAction::Forward(fwd) => {
             forward_route(
-                conn, req, ex, &table, vh, route, fwd, &path, &authority, scheme,
+                conn, req, ex, &table, vh, route, fwd, &routed_path, &host, scheme,
             )
             .await
         }
@@ -223,11 +222,12 @@ async fn forward_route(
     vh: &VirtualHost,
     route: &Route,
     fwd: &Forward,
-    path: &str,
-    authority: &str,
+    routed_path: &RoutedPath,
+    host: &Host,
     scheme: &str,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let manager = &conn.manager;
+    let (path, authority) = (routed_path.as_str(), host.as_str());
     let (cluster_name, arm) = fwd
         .cluster
         .pick(req.headers())
@@ -331,11 +331,10 @@ async fn forward_route(
         original_dst: conn.downstream.local,
         attempt_count_header: fwd.include_attempt_count,
     };
-    let path_and_query = if req.method() == Method::CONNECT {
-        PathAndQuery::from_static("/")
-    } else {
-        PathAndQuery::try_from(new_path.as_ref())
-            .map_err(|_| ProxyError::BadRequest("invalid path"))?
+    let path_and_query = match (&new_path, routed_path.path_and_query()) {
+        _ if req.method() == Method::CONNECT => PathAndQuery::from_static("/"),
+        (Cow::Borrowed(_), Some(shared)) => shared,
+        _ => PathAndQuery::try_from(new_path.as_ref()).map_err(|_| ProxyError::BadRequest("invalid path"))?,
     };
     let downstream_h2 = req.version() == Version::HTTP_2;
 
@@ -343,10 +342,11 @@ async fn forward_route(
         let on_upgrade = hyper::upgrade::on(&mut req);
         let (parts, _) = req.into_parts();
         if parts.method == Method::CONNECT && fwd.connect_terminate {
-            return with_deadline(
+            // Tunnels are rare and their futures large: boxed, off the common path.
+            return Box::pin(with_deadline(
                 ex.deadline,
                 upgrade::terminate_connect(&target, on_upgrade, &mut ex.info, ex.idle),
-            )
+            ))
             .await;
         }
         let out = Outgoing {
@@ -357,10 +357,10 @@ async fn forward_route(
             headers: parts.headers,
             downstream_h2,
         };
-        return with_deadline(
+        return Box::pin(with_deadline(
             ex.deadline,
             upgrade::forward_upgrade(&target, out, on_upgrade, &mut ex.info, ex.idle),
-        )
+        ))
         .await;
     }
 
@@ -408,18 +408,21 @@ async fn forward_route(
     Ok(Response::from_parts(parts, ResponseBody::upstream(body)))
 }
 
-async fn with_deadline<T>(
-    deadline: Option<Instant>,
-    fut: impl std::future::Future<Output = Result<T, ProxyError>>,
-) -> Result<T, ProxyError> {
+/// Bounds `fut` by the deadline. A plain function returning a combinator, not an
+/// `async fn`: an async wrapper would hold `fut` twice (as argument and as awaitee) and
+/// double the size of every request's future.
+fn with_deadline<T, F>(deadline: Option<Instant>, fut: F) -> impl Future<Output = Result<T, ProxyError>>
+where
+    F: Future<Output = Result<T, ProxyError>>,
+{
+    use futures_util::future::Either;
+    use futures_util::FutureExt;
     match deadline {
-        Some(at) => match tokio::time::timeout_at(at.into(), fut).await {
+        Some(at) => Either::Left(tokio::time::timeout_at(at.into(), fut).map(move |r| match r {
             Ok(r) => r,
-            Err(_) => Err(ProxyError::UpstreamTimeout(
-                at.saturating_duration_since(Instant::now()),
-            )),
-        },
-        None => fut.await,
+            Err(_) => Err(ProxyError::UpstreamTimeout(at.saturating_duration_since(Instant::now()))),
+        })),
+        None => Either::Right(fut),
     }
 }
 
@@ -514,58 +517,107 @@ fn check<B>(req: &Request<B>, manager: &HttpManager) -> Result<(), ProxyError> {
     Ok(())
 }
 
-/// The request's host in lower case: absolute-form or `:authority`, else `Host`, with
-/// the port stripped as configured.
-fn authority_of<B>(
-    req: &Request<B>,
-    manager: &HttpManager,
-    listener_port: u16,
-) -> Result<String, ProxyError> {
-    let raw = match req.uri().authority() {
-        Some(a) => a.as_str(),
-        None => req
-            .headers()
-            .get(HOST)
-            .map(|h| {
-                h.to_str()
-                    .map_err(|_| ProxyError::BadRequest("invalid host"))
-            })
-            .transpose()?
-            .unwrap_or(""),
-    };
-    let mut host = raw.to_ascii_lowercase();
-    match manager.strip_port {
-        StripPort::Any => host.truncate(strip_port(&host).len()),
-        StripPort::Matching => {
-            let stripped = strip_port(&host).len();
-            if host.get(stripped + 1..).and_then(|p| p.parse::<u16>().ok()) == Some(listener_port) {
-                host.truncate(stripped);
-            }
+/// The request's host in lower case (absolute-form or `:authority`, else `Host`), with
+/// the port stripped as configured. It shares the request's buffer rather than borrow
+/// the request, whose headers still change, or copy it.
+struct Host {
+    source: HostSource,
+    len: usize,
+}
+
+enum HostSource {
+    Header(HeaderValue),
+    Uri(http::uri::Authority),
+}
+
+impl Host {
+    fn of<B>(req: &Request<B>, manager: &HttpManager, listener_port: u16) -> Result<Host, ProxyError> {
+        let source = match req.uri().authority() {
+            Some(a) => HostSource::Uri(a.clone()),
+            None => HostSource::Header(req.headers().get(HOST).cloned().unwrap_or(HeaderValue::from_static(""))),
+        };
+        let mut host = Host { len: usize::MAX, source };
+        let full = host.full().ok_or(ProxyError::BadRequest("invalid host"))?;
+        if full.bytes().any(|b| b.is_ascii_uppercase()) {
+            let lower = HeaderValue::from_str(&full.to_ascii_lowercase()).map_err(|_| ProxyError::BadRequest("invalid host"))?;
+            host.source = HostSource::Header(lower);
         }
-        StripPort::None => {}
+        let full = host.full().unwrap_or("");
+        host.len = match manager.strip_port {
+            StripPort::Any => strip_port(full).len(),
+            StripPort::Matching => {
+                let stripped = strip_port(full).len();
+                let port = full.get(stripped + 1..).and_then(|p| p.parse::<u16>().ok());
+                if port == Some(listener_port) {
+                    stripped
+                } else {
+                    full.len()
+                }
+            }
+            StripPort::None => full.len(),
+        };
+        Ok(host)
     }
-    Ok(host)
+
+    fn full(&self) -> Option<&str> {
+        match &self.source {
+            HostSource::Header(h) => h.to_str().ok(),
+            HostSource::Uri(a) => Some(a.as_str()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        let full = self.full().unwrap_or("");
+        full.get(..self.len).unwrap_or(full)
+    }
 }
 
-fn original_authority<B>(req: &Request<B>) -> Option<HeaderValue> {
-    match req.uri().authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => req.headers().get(HOST).cloned(),
+/// The path (with query) routes match against: the request's own, shared, unless
+/// normalization changed it.
+enum RoutedPath {
+    Shared(Option<PathAndQuery>),
+    Normalized(String),
+}
+
+impl RoutedPath {
+    fn of<B>(req: &Request<B>, manager: &HttpManager) -> RoutedPath {
+        if req.method() == Method::CONNECT {
+            return RoutedPath::Shared(None);
+        }
+        let pq = req.uri().path_and_query();
+        let raw = pq.map_or("", |p| p.as_str());
+        let path = raw.split_once('?').map_or(raw, |(p, _)| p);
+        let merge = manager.merge_slashes && path.contains("//");
+        let dots = manager.normalize_path && (path.contains("/.") || path.contains("%2e") || path.contains("%2E"));
+        if !merge && !dots && !path.is_empty() {
+            return RoutedPath::Shared(pq.cloned());
+        }
+        RoutedPath::Normalized(normalize_path(raw, merge, dots))
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            RoutedPath::Shared(p) => p.as_ref().map_or("", |p| p.as_str()),
+            RoutedPath::Normalized(s) => s,
+        }
+    }
+
+    /// The path as sent upstream when no rewrite applies.
+    fn path_and_query(&self) -> Option<PathAndQuery> {
+        match self {
+            RoutedPath::Shared(p) => p.clone(),
+            RoutedPath::Normalized(s) => PathAndQuery::try_from(s.as_str()).ok(),
+        }
     }
 }
 
-/// The path (with query) routes match against, normalized as configured.
-fn request_path<B>(req: &Request<B>, manager: &HttpManager) -> String {
-    let raw = req.uri().path_and_query().map_or("", |p| p.as_str());
-    if req.method() == Method::CONNECT {
-        return String::new();
-    }
+fn normalize_path(raw: &str, merge: bool, dots: bool) -> String {
     let (path, query) = match raw.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (raw, None),
     };
     let mut path: Cow<'_, str> = Cow::Borrowed(if path.is_empty() { "/" } else { path });
-    if manager.merge_slashes && path.contains("//") {
+    if merge {
         let mut merged = String::with_capacity(path.len());
         for c in path.chars() {
             if !(c == '/' && merged.ends_with('/')) {
@@ -574,14 +626,19 @@ fn request_path<B>(req: &Request<B>, manager: &HttpManager) -> String {
         }
         path = Cow::Owned(merged);
     }
-    if manager.normalize_path
-        && (path.contains("/.") || path.contains("%2e") || path.contains("%2E"))
-    {
+    if dots {
         path = Cow::Owned(remove_dot_segments(&path));
     }
     match query {
         Some(q) => format!("{path}?{q}"),
         None => path.into_owned(),
+    }
+}
+
+fn original_authority<B>(req: &Request<B>) -> Option<HeaderValue> {
+    match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(HOST).cloned(),
     }
 }
 
@@ -747,3 +804,20 @@ mod tests {
         assert_eq!(remove_dot_segments("/a/%2e%2e/b"), "/b");
     }
 }
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn future_sizes() {
+        fn size<F: std::future::Future>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+        let _g = rt.enter();
+        println!("StreamInfo {}", std::mem::size_of::<crate::stream_info::StreamInfo>());
+        println!("ResponseBody {}", std::mem::size_of::<super::ResponseBody>());
+        println!("RequestBody {}", std::mem::size_of::<super::RequestBody>());
+        let _ = size::<std::future::Ready<()>>;
+    }
+}
+

@@ -182,6 +182,12 @@ fn feed(state: &mut State, verdicts: &Verdicts, mut data: &[u8]) {
 
 /// Records the verdict on one head and returns the state for what follows it.
 fn judge(head: &[u8], verdicts: &Verdicts) -> State {
+    // Most heads carry no body and no upgrade: a scan of the line starts settles them
+    // without a full parse.
+    if !head.starts_with(b"CONNECT") && !has_framing_or_upgrade(head) {
+        verdicts.push(Verdict::Clean);
+        return State::Head(Vec::new());
+    }
     let mut headers = [httparse::EMPTY_HEADER; 256];
     let mut req = httparse::Request::new(&mut headers);
     if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
@@ -232,6 +238,20 @@ fn judge(head: &[u8], verdicts: &Verdicts) -> State {
         Some(0) | None => State::Head(Vec::new()),
         Some(n) => State::Body(n),
     }
+}
+
+/// Whether any header line starts with `content-length`, `transfer-encoding` or
+/// `upgrade` (case-insensitively).
+fn has_framing_or_upgrade(head: &[u8]) -> bool {
+    head.split(|b| *b == b'\n').skip(1).any(|line| {
+        let starts = |name: &[u8]| line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name);
+        match line.first().map(u8::to_ascii_lowercase) {
+            Some(b'c') => starts(b"content-length"),
+            Some(b't') => starts(b"transfer-encoding"),
+            Some(b'u') => starts(b"upgrade"),
+            _ => false,
+        }
+    })
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -326,6 +346,14 @@ POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r
     fn body_bytes_are_not_heads() {
         let stream = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\nGET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n12345";
         assert_eq!(run(&[stream]), vec![Verdict::Clean]);
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_parser() {
+        assert!(!has_framing_or_upgrade(b"GET / HTTP/1.1\r\nHost: a\r\nCookie: x\r\n\r\n"));
+        assert!(has_framing_or_upgrade(b"POST / HTTP/1.1\r\nHost: a\r\nCONTENT-LENGTH: 1\r\n\r\n"));
+        assert!(has_framing_or_upgrade(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"));
+        assert_eq!(run(&[b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"]), vec![Verdict::Clean, Verdict::Clean]);
     }
 
     #[test]
