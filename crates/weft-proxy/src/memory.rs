@@ -16,18 +16,31 @@ pub fn release_free_memory() {
 /// never runs again; the pages serving needs come back from the page cache on first
 /// touch (a minor fault), the rest stay out. Linux only; errors are ignored.
 pub fn page_out_startup_code() {
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
-    let Ok(exe) = std::fs::read_link("/proc/self/exe") else { return };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
     let exe = exe.to_string_lossy();
     for line in maps.lines() {
         let mut parts = line.split_whitespace();
-        let (Some(range), Some(perms)) = (parts.next(), parts.next()) else { continue };
+        let (Some(range), Some(perms)) = (parts.next(), parts.next()) else {
+            continue;
+        };
         let path = parts.nth(3).unwrap_or("");
         if path != exe || perms.contains('w') {
             continue;
         }
-        let Some((start, end)) = range.split_once('-') else { continue };
-        let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else { continue };
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
         // SAFETY: the range is a read-only file mapping of our own executable, taken
         // from /proc/self/maps; MADV_PAGEOUT only drops clean pages from the resident
         // set, it does not unmap or change them.

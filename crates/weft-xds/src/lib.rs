@@ -26,7 +26,8 @@ pub fn descriptor_pool() -> Arc<DescriptorPool> {
         return pool;
     }
     let pool = Arc::new(
-        DescriptorPool::decode(DESCRIPTORS).expect("descriptors.bin is generated from valid descriptors"),
+        DescriptorPool::decode(DESCRIPTORS)
+            .expect("descriptors.bin is generated from valid descriptors"),
     );
     *cache = Arc::downgrade(&pool);
     pool

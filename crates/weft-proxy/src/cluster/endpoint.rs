@@ -245,7 +245,9 @@ impl InFlight {
     /// Records a failure before any response (it counts as slow for the EWMA).
     pub fn failed(&self, decay: Option<Duration>, timeout: bool) {
         if let Some(decay) = decay {
-            self.endpoint.ewma.observe(self.sent.elapsed().max(Duration::from_secs(1)), decay);
+            self.endpoint
+                .ewma
+                .observe(self.sent.elapsed().max(Duration::from_secs(1)), decay);
         }
         self.endpoint.stats.rq_error.fetch_add(1, Ordering::Relaxed);
         if timeout {

@@ -459,12 +459,16 @@ impl Body for ResponseBody {
             Poll::Pending => {
                 if this.timer.is_none() {
                     match this.next_wake() {
-                        Some(at) => this.timer = Some(Box::pin(tokio::time::sleep_until(at.into()))),
+                        Some(at) => {
+                            this.timer = Some(Box::pin(tokio::time::sleep_until(at.into())))
+                        }
                         None => return Poll::Pending,
                     }
                 }
                 loop {
-                    let Some(timer) = &mut this.timer else { return Poll::Pending };
+                    let Some(timer) = &mut this.timer else {
+                        return Poll::Pending;
+                    };
                     if timer.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }

@@ -85,7 +85,16 @@ pub async fn send(
         };
         // The last possible attempt takes the headers instead of copying them.
         let last = replay.is_none();
-        let result = attempt_once(target, &mut out, last, endpoint.clone(), body, attempt, info).await;
+        let result = attempt_once(
+            target,
+            &mut out,
+            last,
+            endpoint.clone(),
+            body,
+            attempt,
+            info,
+        )
+        .await;
         let wants_retry = match (&result, target.retry) {
             (_, None) => false,
             (Ok(up), Some(policy)) => {
@@ -162,12 +171,21 @@ async fn attempt_once(
     let started = Instant::now();
     let in_flight = InFlight::start(endpoint.clone());
     cluster.stats.rq_active.inc();
-    let exchange = exchange(cluster, &endpoint, out, last, body, attempt, target.attempt_count_header);
+    let exchange = exchange(
+        cluster,
+        &endpoint,
+        out,
+        last,
+        body,
+        attempt,
+        target.attempt_count_header,
+    );
     // Either, not an if/else of awaits: the exchange future is stored once.
     use futures_util::FutureExt;
     let result = match per_try {
         Some(t) => futures_util::future::Either::Left(
-            tokio::time::timeout(t, exchange).map(move |r| r.unwrap_or(Err(ProxyError::PerTryTimeout(t)))),
+            tokio::time::timeout(t, exchange)
+                .map(move |r| r.unwrap_or(Err(ProxyError::PerTryTimeout(t)))),
         ),
         None => futures_util::future::Either::Right(exchange),
     }
@@ -231,7 +249,15 @@ async fn exchange(
         };
         let reused = matches!(sender, Sender::Http1 { uses, .. } if uses > 0);
         let spare = if reused { replayable(&body) } else { None };
-        let request = build_request(out, !reused && last, endpoint, body, h2, attempt, attempt_header)?;
+        let request = build_request(
+            out,
+            !reused && last,
+            endpoint,
+            body,
+            h2,
+            attempt,
+            attempt_header,
+        )?;
         match sender {
             Sender::Http2(mut s) => {
                 return s
@@ -281,7 +307,11 @@ fn build_request(
     };
     let mut req = Request::new(body);
     *req.method_mut() = out.method.clone();
-    *req.headers_mut() = if take_headers { std::mem::take(&mut out.headers) } else { out.headers.clone() };
+    *req.headers_mut() = if take_headers {
+        std::mem::take(&mut out.headers)
+    } else {
+        out.headers.clone()
+    };
     if attempt_header {
         req.headers_mut()
             .insert(X_ATTEMPT_COUNT.clone(), HeaderValue::from(attempt));

@@ -206,7 +206,16 @@ async fn proxy(
         }
         RouteAction::Forward(fwd) => {
             forward_route(
-                conn, req, ex, &table, vh, route, fwd, &routed_path, &host, scheme,
+                conn,
+                req,
+                ex,
+                &table,
+                vh,
+                route,
+                fwd,
+                &routed_path,
+                &host,
+                scheme,
             )
             .await
         }
@@ -334,7 +343,8 @@ async fn forward_route(
     let path_and_query = match (&new_path, routed_path.path_and_query()) {
         _ if req.method() == Method::CONNECT => PathAndQuery::from_static("/"),
         (Cow::Borrowed(_), Some(shared)) => shared,
-        _ => PathAndQuery::try_from(new_path.as_ref()).map_err(|_| ProxyError::BadRequest("invalid path"))?,
+        _ => PathAndQuery::try_from(new_path.as_ref())
+            .map_err(|_| ProxyError::BadRequest("invalid path"))?,
     };
     let downstream_h2 = req.version() == Version::HTTP_2;
 
@@ -411,17 +421,24 @@ async fn forward_route(
 /// Bounds `fut` by the deadline. A plain function returning a combinator, not an
 /// `async fn`: an async wrapper would hold `fut` twice (as argument and as awaitee) and
 /// double the size of every request's future.
-fn with_deadline<T, F>(deadline: Option<Instant>, fut: F) -> impl Future<Output = Result<T, ProxyError>>
+fn with_deadline<T, F>(
+    deadline: Option<Instant>,
+    fut: F,
+) -> impl Future<Output = Result<T, ProxyError>>
 where
     F: Future<Output = Result<T, ProxyError>>,
 {
     use futures_util::future::Either;
     use futures_util::FutureExt;
     match deadline {
-        Some(at) => Either::Left(tokio::time::timeout_at(at.into(), fut).map(move |r| match r {
-            Ok(r) => r,
-            Err(_) => Err(ProxyError::UpstreamTimeout(at.saturating_duration_since(Instant::now()))),
-        })),
+        Some(at) => Either::Left(
+            tokio::time::timeout_at(at.into(), fut).map(move |r| match r {
+                Ok(r) => r,
+                Err(_) => Err(ProxyError::UpstreamTimeout(
+                    at.saturating_duration_since(Instant::now()),
+                )),
+            }),
+        ),
         None => Either::Right(fut),
     }
 }
@@ -531,15 +548,28 @@ enum HostSource {
 }
 
 impl Host {
-    fn of<B>(req: &Request<B>, manager: &HttpManager, listener_port: u16) -> Result<Host, ProxyError> {
+    fn of<B>(
+        req: &Request<B>,
+        manager: &HttpManager,
+        listener_port: u16,
+    ) -> Result<Host, ProxyError> {
         let source = match req.uri().authority() {
             Some(a) => HostSource::Uri(a.clone()),
-            None => HostSource::Header(req.headers().get(HOST).cloned().unwrap_or(HeaderValue::from_static(""))),
+            None => HostSource::Header(
+                req.headers()
+                    .get(HOST)
+                    .cloned()
+                    .unwrap_or(HeaderValue::from_static("")),
+            ),
         };
-        let mut host = Host { len: usize::MAX, source };
+        let mut host = Host {
+            len: usize::MAX,
+            source,
+        };
         let full = host.full().ok_or(ProxyError::BadRequest("invalid host"))?;
         if full.bytes().any(|b| b.is_ascii_uppercase()) {
-            let lower = HeaderValue::from_str(&full.to_ascii_lowercase()).map_err(|_| ProxyError::BadRequest("invalid host"))?;
+            let lower = HeaderValue::from_str(&full.to_ascii_lowercase())
+                .map_err(|_| ProxyError::BadRequest("invalid host"))?;
             host.source = HostSource::Header(lower);
         }
         let full = host.full().unwrap_or("");
@@ -588,7 +618,8 @@ impl RoutedPath {
         let raw = pq.map_or("", |p| p.as_str());
         let path = raw.split_once('?').map_or(raw, |(p, _)| p);
         let merge = manager.merge_slashes && path.contains("//");
-        let dots = manager.normalize_path && (path.contains("/.") || path.contains("%2e") || path.contains("%2E"));
+        let dots = manager.normalize_path
+            && (path.contains("/.") || path.contains("%2e") || path.contains("%2E"));
         if !merge && !dots && !path.is_empty() {
             return RoutedPath::Shared(pq.cloned());
         }
@@ -804,20 +835,3 @@ mod tests {
         assert_eq!(remove_dot_segments("/a/%2e%2e/b"), "/b");
     }
 }
-
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn future_sizes() {
-        fn size<F: std::future::Future>(_: &F) -> usize {
-            std::mem::size_of::<F>()
-        }
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
-        let _g = rt.enter();
-        println!("StreamInfo {}", std::mem::size_of::<crate::stream_info::StreamInfo>());
-        println!("ResponseBody {}", std::mem::size_of::<super::ResponseBody>());
-        println!("RequestBody {}", std::mem::size_of::<super::RequestBody>());
-        let _ = size::<std::future::Ready<()>>;
-    }
-}
-

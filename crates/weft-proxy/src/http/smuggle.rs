@@ -244,7 +244,8 @@ fn judge(head: &[u8], verdicts: &Verdicts) -> State {
 /// `upgrade` (case-insensitively).
 fn has_framing_or_upgrade(head: &[u8]) -> bool {
     head.split(|b| *b == b'\n').skip(1).any(|line| {
-        let starts = |name: &[u8]| line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name);
+        let starts =
+            |name: &[u8]| line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name);
         match line.first().map(u8::to_ascii_lowercase) {
             Some(b'c') => starts(b"content-length"),
             Some(b't') => starts(b"transfer-encoding"),
@@ -350,10 +351,19 @@ POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r
 
     #[test]
     fn fast_path_agrees_with_the_parser() {
-        assert!(!has_framing_or_upgrade(b"GET / HTTP/1.1\r\nHost: a\r\nCookie: x\r\n\r\n"));
-        assert!(has_framing_or_upgrade(b"POST / HTTP/1.1\r\nHost: a\r\nCONTENT-LENGTH: 1\r\n\r\n"));
-        assert!(has_framing_or_upgrade(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"));
-        assert_eq!(run(&[b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"]), vec![Verdict::Clean, Verdict::Clean]);
+        assert!(!has_framing_or_upgrade(
+            b"GET / HTTP/1.1\r\nHost: a\r\nCookie: x\r\n\r\n"
+        ));
+        assert!(has_framing_or_upgrade(
+            b"POST / HTTP/1.1\r\nHost: a\r\nCONTENT-LENGTH: 1\r\n\r\n"
+        ));
+        assert!(has_framing_or_upgrade(
+            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"
+        ));
+        assert_eq!(
+            run(&[b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"]),
+            vec![Verdict::Clean, Verdict::Clean]
+        );
     }
 
     #[test]
