@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real clients the tests drive: curl (HTTP/1.1, h2c, proxy requests).
+# Real clients and servers the tests drive: curl (HTTP/1.1, h2c, proxy requests) and
+# etcd (the weft-store etcd backend's tests start /usr/bin/etcd).
 packages=()
 command -v curl >/dev/null || packages+=(curl)
+[ -x /usr/bin/etcd ] || packages+=(etcd-server)
 if ((${#packages[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -16,4 +18,5 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 cargo test --workspace --locked

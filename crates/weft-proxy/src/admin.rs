@@ -14,7 +14,6 @@ use hyper_util::rt::TokioIo;
 use prost::Message;
 use std::convert::Infallible;
 use std::fmt::Write;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,7 +31,9 @@ pub struct AdminState {
     /// The running bootstrap.
     pub bootstrap: Bootstrap,
     /// Listeners and where they are bound.
-    pub listeners: Vec<(String, SocketAddr)>,
+    pub listeners: crate::dynamic::BoundListeners,
+    /// What came over xDS.
+    pub dynamic: Arc<std::sync::Mutex<crate::dynamic::Dump>>,
     /// The drain signal.
     pub drain: Drain,
     /// Set once every listener is bound.
@@ -91,7 +92,7 @@ fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
         (&Method::GET, "/clusters") => text(StatusCode::OK, clusters_text(state)),
         (&Method::GET, "/listeners") => {
             let mut s = String::new();
-            for (name, addr) in &state.listeners {
+            for (name, addr) in state.listeners.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 let _ = writeln!(s, "{name}::{addr}");
             }
             text(StatusCode::OK, s)
@@ -145,7 +146,13 @@ fn any<M: Message + prost::Name>(m: &M) -> Any {
     }
 }
 
-/// Envoy's `ConfigDump`: bootstrap, static clusters, static listeners, inline routes.
+/// A resource's version: the hash of its bytes, as the control plane computes it.
+fn resource_version(a: &Any) -> String {
+    format!("{:016x}", xxhash_rust::xxh64::xxh64(&a.value, 0))
+}
+
+/// Envoy's `ConfigDump`: bootstrap, clusters, listeners, routes and endpoints, static
+/// and from xDS.
 fn config_dump(state: &AdminState) -> serde_json::Value {
     let updated = {
         let d = state
@@ -162,6 +169,17 @@ fn config_dump(state: &AdminState) -> serde_json::Value {
         bootstrap: Some(state.bootstrap.clone()),
         last_updated: Some(updated),
     };
+    let dynamic = state.dynamic.lock().unwrap_or_else(|e| e.into_inner());
+    let of = |t: &str| dynamic.resources.get(t).cloned().unwrap_or_default();
+    let error_state = |t: &str| {
+        dynamic
+            .rejected
+            .get(t)
+            .map(|details| admin::UpdateFailureState {
+                details: details.clone(),
+                ..Default::default()
+            })
+    };
     let clusters = admin::ClustersConfigDump {
         static_clusters: statics
             .clusters
@@ -169,6 +187,16 @@ fn config_dump(state: &AdminState) -> serde_json::Value {
             .map(|c| admin::clusters_config_dump::StaticCluster {
                 cluster: Some(any(c)),
                 last_updated: Some(updated),
+            })
+            .collect(),
+        dynamic_active_clusters: of(weft_xds::type_url::CLUSTER)
+            .into_values()
+            .map(|a| admin::clusters_config_dump::DynamicCluster {
+                version_info: resource_version(&a),
+                cluster: Some(a),
+                last_updated: Some(updated),
+                error_state: error_state(weft_xds::type_url::CLUSTER),
+                ..Default::default()
             })
             .collect(),
         ..Default::default()
@@ -182,6 +210,19 @@ fn config_dump(state: &AdminState) -> serde_json::Value {
                 last_updated: Some(updated),
             })
             .collect(),
+        dynamic_listeners: of(weft_xds::type_url::LISTENER)
+            .into_iter()
+            .map(|(name, a)| admin::listeners_config_dump::DynamicListener {
+                name,
+                active_state: Some(admin::listeners_config_dump::DynamicListenerState {
+                    version_info: resource_version(&a),
+                    listener: Some(a),
+                    last_updated: Some(updated),
+                }),
+                error_state: error_state(weft_xds::type_url::LISTENER),
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
     };
     let routes = admin::RoutesConfigDump {
@@ -192,14 +233,37 @@ fn config_dump(state: &AdminState) -> serde_json::Value {
                 last_updated: Some(updated),
             })
             .collect(),
+        dynamic_route_configs: of(weft_xds::type_url::ROUTE_CONFIGURATION)
+            .into_values()
+            .map(|a| admin::routes_config_dump::DynamicRouteConfig {
+                version_info: resource_version(&a),
+                route_config: Some(a),
+                last_updated: Some(updated),
+                error_state: error_state(weft_xds::type_url::ROUTE_CONFIGURATION),
+                ..Default::default()
+            })
+            .collect(),
+    };
+    let endpoints = admin::EndpointsConfigDump {
+        dynamic_endpoint_configs: of(weft_xds::type_url::CLUSTER_LOAD_ASSIGNMENT)
+            .into_values()
+            .map(|a| admin::endpoints_config_dump::DynamicEndpointConfig {
+                version_info: resource_version(&a),
+                endpoint_config: Some(a),
+                last_updated: Some(updated),
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
     };
+    drop(dynamic);
     let dump = admin::ConfigDump {
         configs: vec![
             any(&bootstrap),
             any(&clusters),
             any(&listeners),
             any(&routes),
+            any(&endpoints),
         ],
     };
     weft_xds::to_json(&dump)

@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod compile;
 pub mod detect;
 pub mod drain;
+pub mod dynamic;
 pub mod error;
 pub mod format;
 pub mod http;
@@ -25,6 +26,7 @@ pub mod listener;
 pub mod memory;
 pub mod metrics;
 pub mod runtime;
+pub mod sidecar;
 pub mod stream_info;
 pub mod tcp;
 
@@ -150,19 +152,27 @@ impl Proxy {
 
     /// Binds every listener and the admin port, starts the workers, and returns.
     pub fn start(self) -> std::io::Result<RunningProxy> {
-        let workers = self.options.concurrency.max(1);
         let drain = Drain::new();
-        let mut sockets = Vec::new();
-        let mut bound = Vec::new();
+        let workers = Arc::new(runtime::Workers::start(
+            self.options.concurrency.max(1),
+            drain.clone(),
+        )?);
+        let bound: dynamic::BoundListeners = Default::default();
+        let mut static_handles = Vec::new();
         for l in &self.compiled.listeners {
-            let socks = runtime::bind_reuseport(l.address, workers, l.backlog).map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("listener {:?} cannot bind {}: {e}", l.name, l.address),
-                )
-            })?;
-            bound.push((l.name.to_string(), socks[0].local_addr()?));
-            sockets.push(socks);
+            let handle = listener::ListenerHandle::new(l.clone());
+            let addr = match workers.listen(&handle) {
+                Ok(a) => a,
+                Err(e) => {
+                    workers.stop();
+                    return Err(e);
+                }
+            };
+            bound
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((l.name.to_string(), addr));
+            static_handles.push(handle);
         }
         let admin_socket = match self.compiled.admin {
             Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
@@ -174,19 +184,34 @@ impl Proxy {
         if let Some(s) = &admin_socket {
             s.set_nonblocking(true)?;
         }
+        let dump: Arc<std::sync::Mutex<dynamic::Dump>> = Default::default();
         let state = Arc::new(admin::AdminState {
             metrics: self.metrics.clone(),
             clusters: self.clusters.clone(),
             bootstrap: self.compiled.bootstrap.clone(),
             listeners: bound.clone(),
+            dynamic: dump.clone(),
             drain: drain.clone(),
             ready: Default::default(),
             shutdown: tokio::sync::Notify::new(),
             started: Instant::now(),
             loaded_at: std::time::SystemTime::now(),
         });
-        let worker_set =
-            runtime::Workers::start(workers, &self.compiled.listeners, sockets, drain.clone())?;
+        let xds = self.compiled.xds.clone().map(|settings| {
+            let handler = dynamic::Dynamic::new(dynamic::DynamicParts {
+                metrics: self.metrics.clone(),
+                workers: workers.clone(),
+                clusters: self.clusters.clone(),
+                routes: self.compiled.routes.clone(),
+                bound: bound.clone(),
+                dump,
+                ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+                lds: settings.lds,
+                cds: settings.cds,
+            });
+            (settings, handler)
+        });
+        let node = self.compiled.bootstrap.node.clone().unwrap_or_default();
         let main_runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -194,33 +219,73 @@ impl Proxy {
         let main_state = state.clone();
         let drain_timeout = self.options.drain_timeout;
         let clusters = self.clusters.clone();
-        let thread = std::thread::Builder::new()
-            .name("weft-main".into())
-            .spawn(move || {
-                main_runtime.block_on(async move {
-                    if let Some(s) = admin_socket {
-                        if let Ok(s) = tokio::net::TcpListener::from_std(s) {
-                            tokio::spawn(admin::serve(s, main_state.clone()));
-                        }
+        let thread = std::thread::Builder::new().name("weft-main".into()).spawn(move || {
+            main_runtime.block_on(async move {
+                if let Some(s) = admin_socket {
+                    if let Ok(s) = tokio::net::TcpListener::from_std(s) {
+                        tokio::spawn(admin::serve(s, main_state.clone()));
                     }
-                    start_dns(&clusters).await;
-                    main_state.ready.store(true, Ordering::Release);
-                    main_state.shutdown.notified().await;
-                    main_state.drain.start();
-                    main_state.drain.wait_idle(drain_timeout).await;
-                });
-                worker_set.stop();
-                access_log::flush_all();
-                let _ = done_tx.send(());
-            })?;
+                }
+                start_dns(&clusters).await;
+                match xds {
+                    Some((settings, handler)) => {
+                        let ready = handler.ready_flag();
+                        let config = weft_xds::client::ClientConfig {
+                            endpoints: settings.endpoints,
+                            node: xds_node(node),
+                            protocol: settings.protocol,
+                            token: std::env::var("WEFT_TOKEN").ok().filter(|t| !t.is_empty()),
+                            max_backoff: Duration::from_secs(10),
+                        };
+                        tokio::spawn(weft_xds::client::run(config, handler));
+                        let s = main_state.clone();
+                        tokio::spawn(async move {
+                            // Like Envoy's initial fetch timeout: serve what there is
+                            // rather than never become ready.
+                            let deadline = Instant::now() + INITIAL_FETCH_TIMEOUT;
+                            while !ready.load(Ordering::Acquire) && Instant::now() < deadline {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            if !ready.load(Ordering::Acquire) {
+                                tracing::warn!("no complete configuration from the control plane yet; serving what there is");
+                            }
+                            s.ready.store(true, Ordering::Release);
+                        });
+                    }
+                    None => main_state.ready.store(true, Ordering::Release),
+                }
+                main_state.shutdown.notified().await;
+                main_state.drain.start();
+                main_state.drain.wait_idle(drain_timeout).await;
+            });
+            drop(static_handles);
+            workers.stop();
+            access_log::flush_all();
+            let _ = done_tx.send(());
+        })?;
         Ok(RunningProxy {
             state,
             admin: admin_addr,
-            listeners: bound,
             thread: Some(thread),
             done: done_rx,
         })
     }
+}
+
+/// How long the proxy waits for a first complete configuration over xDS before it says
+/// it is ready anyway (Envoy's `initial_fetch_timeout` default).
+pub const INITIAL_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The node as sent to the control plane, with Weft's user agent.
+fn xds_node(
+    mut node: weft_xds::pb::envoy::config::core::v3::Node,
+) -> weft_xds::pb::envoy::config::core::v3::Node {
+    use weft_xds::pb::envoy::config::core::v3::node::UserAgentVersionType;
+    node.user_agent_name = "weft".into();
+    node.user_agent_version_type = Some(UserAgentVersionType::UserAgentVersion(
+        env!("CARGO_PKG_VERSION").into(),
+    ));
+    node
 }
 
 /// Resolves every DNS cluster once (so the first requests find endpoints), then keeps
@@ -253,7 +318,6 @@ async fn start_dns(clusters: &ArcSwap<ClusterMap>) {
 pub struct RunningProxy {
     state: Arc<admin::AdminState>,
     admin: Option<SocketAddr>,
-    listeners: Vec<(String, SocketAddr)>,
     thread: Option<std::thread::JoinHandle<()>>,
     done: std::sync::mpsc::Receiver<()>,
 }
@@ -266,15 +330,19 @@ impl RunningProxy {
 
     /// Where each listener is bound, by name.
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.listeners
-            .iter()
+        self.listeners()
+            .into_iter()
             .find(|(n, _)| n == name)
-            .map(|(_, a)| *a)
+            .map(|(_, a)| a)
     }
 
-    /// Every listener and its address.
-    pub fn listeners(&self) -> &[(String, SocketAddr)] {
-        &self.listeners
+    /// Every listener and its address (static and from xDS).
+    pub fn listeners(&self) -> Vec<(String, SocketAddr)> {
+        self.state
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether listeners are bound and the initial configuration is in place.

@@ -144,14 +144,45 @@ fn server_name_rank(names: &[String], sni: Option<&str>) -> Option<usize> {
 
 static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
 
-/// Accepts connections until draining starts, then closes the socket.
-pub async fn accept_loop(socket: TcpListener, listener: Arc<Listener>, drain: Drain) {
+/// A bound listener as the workers see it: its configuration, which a listener update
+/// replaces without rebinding (connections already accepted keep the one they started
+/// with), and a signal that removes it.
+#[derive(Debug)]
+pub struct ListenerHandle {
+    /// Current configuration.
+    pub config: arc_swap::ArcSwap<Listener>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl ListenerHandle {
+    /// A handle for `listener`.
+    pub fn new(listener: Arc<Listener>) -> Arc<ListenerHandle> {
+        Arc::new(ListenerHandle {
+            config: arc_swap::ArcSwap::new(listener),
+            stop: tokio::sync::watch::Sender::new(false),
+        })
+    }
+
+    /// Stops accepting on every worker (connections already open go on).
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    async fn stopped(&self) {
+        let mut rx = self.stop.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// Accepts connections until the listener is removed or draining starts, then closes
+/// the socket.
+pub async fn accept_loop(socket: TcpListener, handle: Arc<ListenerHandle>, drain: Drain) {
     loop {
         tokio::select! {
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let guard = drain.track();
-                    let (l, d) = (listener.clone(), drain.clone());
+                    let (l, d) = (handle.config.load_full(), drain.clone());
                     tokio::spawn(async move {
                         handle_connection(stream, peer, l, d).await;
                         drop(guard);
@@ -159,11 +190,12 @@ pub async fn accept_loop(socket: TcpListener, listener: Arc<Listener>, drain: Dr
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off rather than spin.
-                    tracing::warn!(listener = %listener.name, error = %e, "accept failed");
+                    tracing::warn!(listener = %handle.config.load().name, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
             _ = drain.signaled() => break,
+            _ = handle.stopped() => break,
         }
     }
 }

@@ -23,7 +23,7 @@ fn latency_histogram() -> Histogram {
 /// Response code classes, in label order.
 const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// Index into [`CODE_CLASSES`] for a status code.
+/// Index of a status code's class (`1xx` = 0 ... `5xx` = 4).
 pub fn code_class(status: u16) -> usize {
     (status / 100).clamp(1, 5) as usize - 1
 }

@@ -4,12 +4,12 @@
 //! admin listener, DNS refreshes and shutdown.
 
 use crate::drain::Drain;
-use crate::listener::{accept_loop, Listener};
+use crate::listener::{accept_loop, ListenerHandle};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 thread_local! {
     static WORKER: Cell<usize> = const { Cell::new(usize::MAX) };
@@ -52,37 +52,40 @@ pub fn bind_reuseport(
     Ok(sockets)
 }
 
+/// What the main thread asks of a worker.
+#[derive(Debug)]
+pub enum WorkerCommand {
+    /// Accept on this socket (the worker's own, `SO_REUSEPORT`) for this listener.
+    Listen {
+        /// The listener.
+        handle: Arc<ListenerHandle>,
+        /// The worker's socket.
+        socket: std::net::TcpListener,
+    },
+}
+
 /// The worker threads of one proxy.
 pub struct Workers {
-    handles: Vec<std::thread::JoinHandle<()>>,
+    handles: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    commands: Vec<mpsc::UnboundedSender<WorkerCommand>>,
     stop: watch::Sender<bool>,
 }
 
 impl Workers {
-    /// Starts `count` workers; `sockets[l][w]` is listener `l`'s socket for worker `w`.
-    pub fn start(
-        count: usize,
-        listeners: &[Arc<Listener>],
-        mut sockets: Vec<Vec<std::net::TcpListener>>,
-        drain: Drain,
-    ) -> std::io::Result<Workers> {
+    /// Starts `count` workers, idle until told to listen.
+    pub fn start(count: usize, drain: Drain) -> std::io::Result<Workers> {
         let (stop, stop_rx) = watch::channel(false);
         let mut handles = Vec::with_capacity(count);
-        for index in (0..count).rev() {
-            let mine: Vec<(Arc<Listener>, std::net::TcpListener)> = listeners
-                .iter()
-                .zip(sockets.iter_mut())
-                .filter_map(|(l, s)| s.pop().map(|s| (l.clone(), s)))
-                .collect();
+        let mut commands = Vec::with_capacity(count);
+        for index in 0..count {
+            let (tx, mut rx) = mpsc::unbounded_channel::<WorkerCommand>();
+            commands.push(tx);
             let (drain, mut stop_rx) = (drain.clone(), stop_rx.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("weft-worker-{index}"))
                 .spawn(move || {
                     WORKER.with(|w| w.set(index));
-                    let runtime = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
+                    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                         Ok(r) => r,
                         Err(e) => {
                             tracing::error!(error = %e, "cannot start worker runtime");
@@ -90,28 +93,67 @@ impl Workers {
                         }
                     };
                     runtime.block_on(async move {
-                        for (listener, socket) in mine {
-                            match tokio::net::TcpListener::from_std(socket) {
-                                Ok(s) => {
-                                    tokio::spawn(accept_loop(s, listener, drain.clone()));
-                                }
-                                Err(e) => {
-                                    tracing::error!(error = %e, "cannot register listener socket")
-                                }
+                        loop {
+                            tokio::select! {
+                                command = rx.recv() => match command {
+                                    Some(WorkerCommand::Listen { handle, socket }) => {
+                                        match tokio::net::TcpListener::from_std(socket) {
+                                            Ok(s) => {
+                                                tokio::spawn(accept_loop(s, handle, drain.clone()));
+                                            }
+                                            Err(e) => tracing::error!(error = %e, "cannot register listener socket"),
+                                        }
+                                    }
+                                    None => break,
+                                },
+                                _ = stop_rx.wait_for(|s| *s) => break,
                             }
                         }
-                        let _ = stop_rx.wait_for(|s| *s).await;
                     });
                 })?;
             handles.push(handle);
         }
-        Ok(Workers { handles, stop })
+        Ok(Workers {
+            handles: std::sync::Mutex::new(handles),
+            commands,
+            stop,
+        })
+    }
+
+    /// Number of workers.
+    pub fn count(&self) -> usize {
+        self.commands.len()
+    }
+
+    /// Binds `handle`'s address once per worker (`SO_REUSEPORT`) and has every worker
+    /// accept on its socket; returns the bound address (port 0 resolved).
+    pub fn listen(&self, handle: &Arc<ListenerHandle>) -> std::io::Result<SocketAddr> {
+        let config = handle.config.load();
+        let sockets =
+            bind_reuseport(config.address, self.count(), config.backlog).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "listener {:?} cannot bind {}: {e}",
+                        config.name, config.address
+                    ),
+                )
+            })?;
+        let bound = sockets[0].local_addr()?;
+        for (tx, socket) in self.commands.iter().zip(sockets) {
+            let _ = tx.send(WorkerCommand::Listen {
+                handle: handle.clone(),
+                socket,
+            });
+        }
+        Ok(bound)
     }
 
     /// Stops every worker (open connections are dropped) and waits for them.
-    pub fn stop(self) {
+    pub fn stop(&self) {
         let _ = self.stop.send(true);
-        for h in self.handles {
+        let handles = std::mem::take(&mut *self.handles.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in handles {
             let _ = h.join();
         }
     }

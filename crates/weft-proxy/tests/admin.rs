@@ -58,6 +58,7 @@ fn admin_pages() {
                 "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
                 "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
                 "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
+                "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",
             ]
         );
         assert_eq!(configs[1]["static_clusters"][0]["cluster"]["name"], "backend");

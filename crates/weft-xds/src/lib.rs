@@ -2,12 +2,16 @@
 //! the type URLs Weft understands, Weft's own typed extensions, and the proto3 JSON
 //! mapping that turns Envoy YAML/JSON into those types and back.
 
+pub mod client;
 pub mod ext;
 pub mod json;
+pub mod resource;
+pub mod server;
 pub mod type_url;
 
 pub use envoy_types::pb;
 pub use json::{from_json_or_yaml, to_json, ParseError};
+pub use resource::Resource;
 
 use prost_reflect::DescriptorPool;
 use std::sync::{Arc, Mutex, Weak};

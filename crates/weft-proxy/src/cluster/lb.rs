@@ -561,7 +561,10 @@ mod tests {
         let other = (0..50)
             .filter(|_| lb.pick(&set, None, Some(avoid)).expect("p").address != avoid)
             .count();
-        assert_eq!(other, 50, "a retry goes to another endpoint when there is one");
+        assert_eq!(
+            other, 50,
+            "a retry goes to another endpoint when there is one"
+        );
     }
 
     #[test]

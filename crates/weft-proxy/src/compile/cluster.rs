@@ -135,10 +135,12 @@ pub fn compile(c: &Cluster, path: &str, ctx: &mut Context<'_>) -> Option<Cluster
                 .map(|e| e.service_name.clone())
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| c.name.clone());
-            ctx.error(
-                &format!("{path}.type"),
-                "EDS clusters need an xDS server (dynamic_resources), which this configuration does not have",
-            );
+            if !ctx.dynamic {
+                ctx.error(
+                    &format!("{path}.type"),
+                    "EDS clusters need an xDS server (dynamic_resources), which this configuration does not have",
+                );
+            }
             (Discovery::Eds { service_name }, Vec::new())
         }
     };
@@ -405,6 +407,15 @@ fn health(status: i32) -> Health {
         Ok(H::Degraded) => Health::Degraded,
         _ => Health::Healthy,
     }
+}
+
+/// The endpoints of an assignment received over EDS (addresses must be IPs).
+pub fn assignment_endpoints(
+    a: &ClusterLoadAssignment,
+    path: &str,
+    ctx: &mut Context<'_>,
+) -> Vec<EndpointSpec> {
+    static_endpoints(Some(a), path, ctx)
 }
 
 fn static_endpoints(

@@ -223,11 +223,28 @@ fn http_manager(
     let routes = match &m.route_specifier {
         Some(RouteSpecifier::RouteConfig(rc)) => {
             route::compile(rc, &format!("{path}.route_config"), ctx)
+                .map(|t| (Arc::new(arc_swap::ArcSwap::from_pointee(t)), None))
         }
-        Some(RouteSpecifier::Rds(_)) => {
-            ctx.error(&format!("{path}.rds"), "RDS needs an xDS server (dynamic_resources), which this configuration does not have");
-            None
-        }
+        Some(RouteSpecifier::Rds(rds)) => match &ctx.rds {
+            Some(registry) if !rds.route_config_name.is_empty() => Some((
+                registry.slot(&rds.route_config_name),
+                Some(rds.route_config_name.clone()),
+            )),
+            Some(_) => {
+                ctx.error(
+                    &format!("{path}.rds.route_config_name"),
+                    "a route configuration name is required",
+                );
+                None
+            }
+            None => {
+                ctx.error(
+                    &format!("{path}.rds"),
+                    "RDS needs an xDS server (dynamic_resources), which this configuration does not have",
+                );
+                None
+            }
+        },
         _ => {
             ctx.error(path, "route_config is required");
             None
@@ -297,7 +314,7 @@ fn http_manager(
             "must be between 1 and 8192",
         );
     }
-    let routes = routes?;
+    let (routes, rds_name) = routes?;
     if ctx.errors.len() > errors_before {
         return None;
     }
@@ -305,7 +322,8 @@ fn http_manager(
         stats: ctx.metrics.http(&m.stat_prefix),
         stat_prefix: m.stat_prefix.clone(),
         codec,
-        routes: Arc::new(routes),
+        routes,
+        rds_name,
         clusters: ctx.clusters.clone(),
         stream_idle_timeout: timeout(
             m.stream_idle_timeout.as_ref(),

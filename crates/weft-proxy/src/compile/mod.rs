@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod listener;
 pub mod route;
 pub mod support;
+pub mod xds;
 
 use crate::cluster::{Cluster, ClusterMap};
 use crate::listener::Listener;
@@ -78,8 +79,41 @@ pub struct Context<'a> {
     pub clusters: Arc<ArcSwap<ClusterMap>>,
     /// Cluster names known when validating routes.
     pub cluster_names: HashSet<String>,
+    /// Where RDS route configurations go; `None` without an xDS server.
+    pub rds: Option<RouteRegistry>,
+    /// Whether routes must name existing clusters by default (Envoy: yes for inline
+    /// route configurations, no for RDS).
+    pub validate_clusters: bool,
+    /// Whether resources may come from xDS (EDS clusters, RDS).
+    pub dynamic: bool,
     /// Errors found so far.
     pub errors: Vec<ConfigError>,
+}
+
+/// Route configurations received over RDS, by name; every connection manager that names
+/// one shares its slot, so an update reaches them all at once.
+#[derive(Debug, Clone, Default)]
+pub struct RouteRegistry {
+    slots: Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<String, Arc<ArcSwap<crate::http::route::RouteTable>>>,
+        >,
+    >,
+}
+
+impl RouteRegistry {
+    /// The slot for `name`, empty (every request 404) until its configuration arrives.
+    pub fn slot(&self, name: &str) -> Arc<ArcSwap<crate::http::route::RouteTable>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(ArcSwap::from_pointee(
+                    crate::http::route::RouteTable::empty(name),
+                ))
+            })
+            .clone()
+    }
 }
 
 impl Context<'_> {
@@ -100,24 +134,32 @@ pub struct Compiled {
     pub admin: Option<SocketAddr>,
     /// The bootstrap, for `/config_dump`.
     pub bootstrap: Bootstrap,
+    /// The xDS server, when `dynamic_resources` names one.
+    pub xds: Option<xds::XdsSettings>,
+    /// Route configurations to come over RDS.
+    pub routes: RouteRegistry,
 }
 
 /// Compiles a bootstrap parsed by `weft_xds::from_json_or_yaml`.
 pub fn compile_bootstrap(
     bootstrap: &Bootstrap,
-    dynamic: &prost_reflect::DynamicMessage,
+    reflected: &prost_reflect::DynamicMessage,
     metrics: &Metrics,
     workers: usize,
     clusters: Arc<ArcSwap<ClusterMap>>,
 ) -> Result<Compiled, ConfigErrors> {
+    let dynamic = bootstrap.dynamic_resources.is_some();
     let mut ctx = Context {
         metrics,
         workers,
         clusters,
         cluster_names: HashSet::new(),
+        rds: dynamic.then(RouteRegistry::default),
+        validate_clusters: true,
+        dynamic,
         errors: Vec::new(),
     };
-    support::check(dynamic, "", &mut ctx.errors);
+    support::check(reflected, "", &mut ctx.errors);
     let statics = bootstrap.static_resources.clone().unwrap_or_default();
     let mut cluster_map = ClusterMap::new();
     for (i, c) in statics.clusters.iter().enumerate() {
@@ -164,12 +206,18 @@ pub fn compile_bootstrap(
         let addr = a.address.as_ref()?;
         socket_address(addr, "admin.address", &mut ctx)
     });
+    let xds = bootstrap
+        .dynamic_resources
+        .as_ref()
+        .and_then(|d| xds::compile(d, &statics.clusters, "dynamic_resources", &mut ctx));
     if ctx.errors.is_empty() {
         Ok(Compiled {
             listeners,
             clusters: cluster_map,
             admin,
             bootstrap: bootstrap.clone(),
+            xds,
+            routes: ctx.rds.clone().unwrap_or_default(),
         })
     } else {
         Err(ConfigErrors(ctx.errors))

@@ -37,7 +37,10 @@ pub fn compile(
 ) -> Option<RouteTable> {
     let errors_before = ctx.errors.len();
     let name: Arc<str> = rc.name.as_str().into();
-    let validate = rc.validate_clusters.as_ref().is_none_or(|v| v.value);
+    let validate = rc
+        .validate_clusters
+        .as_ref()
+        .map_or(ctx.validate_clusters, |v| v.value);
     let mut vhosts = Vec::new();
     let mut domains = Vec::new();
     for (i, vh) in rc.virtual_hosts.iter().enumerate() {

@@ -8,7 +8,11 @@ use prost_reflect::{DynamicMessage, MapKey, ReflectMessage, Value};
 
 /// Message full name → fields honoured.
 const SUPPORTED: &[(&str, &[&str])] = &[
-    ("envoy.config.bootstrap.v3.Bootstrap", &["node", "static_resources", "admin", "stats_flush_interval"]),
+    ("envoy.config.bootstrap.v3.Bootstrap", &["node", "static_resources", "dynamic_resources", "admin", "stats_flush_interval"]),
+    ("envoy.config.bootstrap.v3.Bootstrap.DynamicResources", &["lds_config", "cds_config", "ads_config"]),
+    ("envoy.config.core.v3.ApiConfigSource", &["api_type", "transport_api_version", "grpc_services", "set_node_on_first_message_only"]),
+    ("envoy.config.core.v3.GrpcService", &["envoy_grpc", "timeout"]),
+    ("envoy.config.core.v3.GrpcService.EnvoyGrpc", &["cluster_name", "authority"]),
     ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", &["listeners", "clusters"]),
     ("envoy.config.bootstrap.v3.Admin", &["address", "access_log_path", "profile_path"]),
     ("envoy.config.core.v3.Node", &["id", "cluster", "metadata", "locality", "user_agent_name", "user_agent_version", "user_agent_build_version", "extensions", "client_features"]),
@@ -34,7 +38,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ("envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector", &[]),
     ("envoy.extensions.filters.listener.http_inspector.v3.HttpInspector", &[]),
     ("envoy.extensions.filters.listener.original_dst.v3.OriginalDst", &[]),
-    ("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", &["codec_type", "stat_prefix", "route_config", "http_filters", "stream_idle_timeout", "request_timeout", "request_headers_timeout", "drain_timeout", "delayed_close_timeout", "use_remote_address", "xff_num_trusted_hops", "skip_xff_append", "access_log", "generate_request_id", "preserve_external_request_id", "always_set_request_id_in_response", "server_name", "server_header_transformation", "upgrade_configs", "common_http_protocol_options", "http_protocol_options", "http2_protocol_options", "max_request_headers_kb", "normalize_path", "merge_slashes", "via", "strip_matching_host_port", "strip_any_host_port"]),
+    ("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", &["codec_type", "stat_prefix", "route_config", "rds", "http_filters", "stream_idle_timeout", "request_timeout", "request_headers_timeout", "drain_timeout", "delayed_close_timeout", "use_remote_address", "xff_num_trusted_hops", "skip_xff_append", "access_log", "generate_request_id", "preserve_external_request_id", "always_set_request_id_in_response", "server_name", "server_header_transformation", "upgrade_configs", "common_http_protocol_options", "http_protocol_options", "http2_protocol_options", "max_request_headers_kb", "normalize_path", "merge_slashes", "via", "strip_matching_host_port", "strip_any_host_port"]),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", &["name", "typed_config", "is_optional"]),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig", &["upgrade_type", "enabled"]),
     ("envoy.extensions.filters.http.router.v3.Router", &["suppress_envoy_headers", "start_child_span", "dynamic_stats"]),
@@ -84,6 +88,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ("envoy.config.cluster.v3.LoadBalancingPolicy", &["policies"]),
     ("envoy.config.cluster.v3.LoadBalancingPolicy.Policy", &["typed_extension_config"]),
     ("envoy.config.core.v3.ConfigSource", &["ads", "resource_api_version", "initial_fetch_timeout"]),
+    ("envoy.extensions.filters.network.http_connection_manager.v3.Rds", &["config_source", "route_config_name"]),
     ("envoy.config.core.v3.AggregatedConfigSource", &[]),
     ("envoy.config.endpoint.v3.ClusterLoadAssignment", &["cluster_name", "endpoints", "policy"]),
     ("envoy.config.endpoint.v3.ClusterLoadAssignment.Policy", &["overprovisioning_factor"]),

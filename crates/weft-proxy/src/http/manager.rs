@@ -72,8 +72,10 @@ pub struct HttpManager {
     pub stat_prefix: String,
     /// Codec.
     pub codec: Codec,
-    /// Routes.
-    pub routes: Arc<RouteTable>,
+    /// Routes: inline, or the RDS slot a route-configuration update replaces.
+    pub routes: Arc<ArcSwap<RouteTable>>,
+    /// The route configuration name, when routes come from RDS.
+    pub rds_name: Option<String>,
     /// Every cluster, looked up by name per request.
     pub clusters: Arc<ArcSwap<ClusterMap>>,
     /// Stream idle timeout (`None`: disabled).

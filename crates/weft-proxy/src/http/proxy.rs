@@ -172,7 +172,7 @@ async fn proxy(
         },
     });
 
-    let table = manager.routes.clone();
+    let table = manager.routes.load_full();
     let view = RequestView::new(&req, path, authority, scheme);
     let vhost = table
         .virtual_host_index(authority)

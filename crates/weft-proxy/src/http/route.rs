@@ -37,6 +37,20 @@ pub struct RouteTable {
 pub struct DuplicateDomain(pub String);
 
 impl RouteTable {
+    /// A table with no virtual host: every request gets 404 until routes arrive.
+    pub fn empty(name: &str) -> RouteTable {
+        RouteTable {
+            name: name.into(),
+            exact: HashMap::new(),
+            suffixes: Vec::new(),
+            prefixes: Vec::new(),
+            any: None,
+            virtual_hosts: Vec::new(),
+            request_headers: HeaderMutation::default(),
+            response_headers: HeaderMutation::default(),
+        }
+    }
+
     /// Indexes the virtual hosts by their domains.
     pub fn new(
         name: Arc<str>,

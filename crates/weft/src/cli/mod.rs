@@ -1,5 +1,6 @@
 //! The command line: global flags and the subcommands.
 
+pub mod bookinfo;
 pub mod logging;
 pub mod proxy;
 
@@ -24,11 +25,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the sidecar proxy (the data plane) from an Envoy v3 bootstrap file.
     Proxy(proxy::ProxyArgs),
+    /// Run one service of the Bookinfo demo application (used by `weft demo`).
+    #[command(hide = true)]
+    Bookinfo(bookinfo::BookinfoArgs),
 }
 
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Proxy(args) => proxy::run(args),
+        Command::Bookinfo(args) => bookinfo::run(args),
     }
 }

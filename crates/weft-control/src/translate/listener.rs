@@ -1,0 +1,259 @@
+//! Listeners and routes per proxy: a sidecar's inbound listeners (one per workload
+//! port, in front of the local application) and its outbound listener (the HTTP proxy
+//! the application reaches other services through, routed by the namespace's outbound
+//! route configuration); a gateway's listeners; and `api_listener`s for proxyless gRPC
+//! clients, named as they dial.
+
+use super::envoy::{self, Routes};
+use super::route::{self, RouteContext};
+use super::services::{Service, ServicePort, Services};
+use super::Diagnostics;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use weft_model::networking::VirtualService;
+use weft_xds::pb::envoy::config::cluster::v3::Cluster;
+use weft_xds::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use weft_xds::pb::envoy::config::route::v3 as r;
+use weft_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
+
+/// What a proxy's node metadata says about it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyInfo {
+    /// `sidecar`, `gateway`, or `proxyless` (no Weft metadata: a gRPC client).
+    pub role: String,
+    /// Service.
+    pub service: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Inbound address.
+    pub inbound_address: Option<IpAddr>,
+    /// Ports: (name, service port, app port, inbound port, protocol).
+    pub ports: Vec<(String, u16, u16, u16, String)>,
+    /// Outbound listener port.
+    pub outbound_port: Option<u16>,
+    /// Gateway ports.
+    pub gateway_ports: Vec<u16>,
+}
+
+/// The outbound route configuration name for a namespace.
+pub fn outbound_routes_name(namespace: &str) -> String {
+    format!("outbound|{namespace}")
+}
+
+/// VirtualServices by the FQDN of each host they name.
+pub type VirtualServices = BTreeMap<String, Vec<(String, String, VirtualService)>>;
+
+/// The outbound routes for clients in `namespace`: a virtual host per service port,
+/// reachable by every alias (`reviews`, `reviews:9080`, `reviews.default`, the FQDN).
+pub fn outbound_routes(
+    ctx: &RouteContext<'_>,
+    vss: &VirtualServices,
+    namespace: &str,
+    diagnostics: &mut Diagnostics,
+) -> r::RouteConfiguration {
+    let mut virtual_hosts = Vec::new();
+    for svc in ctx.services.visible() {
+        let first_http = svc.ports.values().find(|p| p.is_http()).map(|p| p.number);
+        for port in svc.ports.values() {
+            virtual_hosts.push(virtual_host(
+                ctx,
+                vss,
+                svc,
+                port,
+                namespace,
+                first_http == Some(port.number),
+                diagnostics,
+            ));
+        }
+    }
+    r::RouteConfiguration {
+        name: outbound_routes_name(namespace),
+        virtual_hosts,
+        validate_clusters: Some(weft_xds::pb::google::protobuf::BoolValue { value: false }),
+        ..Default::default()
+    }
+}
+
+fn virtual_host(
+    ctx: &RouteContext<'_>,
+    vss: &VirtualServices,
+    svc: &Service,
+    port: &ServicePort,
+    client_namespace: &str,
+    portless: bool,
+    diagnostics: &mut Diagnostics,
+) -> r::VirtualHost {
+    let mut domains = Vec::new();
+    for alias in svc.aliases(client_namespace) {
+        domains.push(format!("{alias}:{}", port.number));
+        // Names without a port go to one port only (the first HTTP one), else the
+        // domains would collide.
+        if portless {
+            domains.push(alias);
+        }
+    }
+    let mut routes = Vec::new();
+    if port.is_http() {
+        for (ns, name, vs) in vss.get(&svc.hostname).into_iter().flatten() {
+            routes.extend(route::virtual_service_routes(
+                ctx,
+                vs,
+                name,
+                ns,
+                port.number,
+                diagnostics,
+            ));
+        }
+        if routes.is_empty() {
+            routes.push(route::default_route(svc, port.number));
+        }
+    }
+    routes.push(route::connect_route(svc, port.number));
+    r::VirtualHost {
+        name: format!("{}:{}", svc.hostname, port.number),
+        domains,
+        routes,
+        ..Default::default()
+    }
+}
+
+/// Name of the per-sidecar cluster of the local application on `app_port`.
+pub fn inbound_cluster_name(app_port: u16) -> String {
+    format!("inbound|{app_port}||")
+}
+
+/// A sidecar's listeners and its local clusters.
+pub fn sidecar(proxy: &ProxyInfo) -> (Vec<Listener>, Vec<Cluster>) {
+    let mut listeners = Vec::new();
+    let mut clusters = Vec::new();
+    let inbound = proxy
+        .inbound_address
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    for (name, _service_port, app_port, inbound_port, protocol) in &proxy.ports {
+        let cluster = inbound_cluster_name(*app_port);
+        clusters.push(envoy::static_cluster(
+            &cluster,
+            SocketAddr::new(IpAddr::from([127, 0, 0, 1]), *app_port),
+            Duration::from_secs(10),
+        ));
+        let addr = SocketAddr::new(inbound, *inbound_port);
+        let listener_name = format!("inbound|{inbound_port}");
+        if protocol == "tcp" {
+            listeners.push(tcp_listener(&listener_name, addr, &cluster));
+            continue;
+        }
+        let rc = r::RouteConfiguration {
+            name: listener_name.clone(),
+            virtual_hosts: vec![r::VirtualHost {
+                name: format!("inbound|{name}"),
+                domains: vec!["*".into()],
+                routes: vec![r::Route {
+                    r#match: Some(r::RouteMatch {
+                        path_specifier: Some(r::route_match::PathSpecifier::Prefix("/".into())),
+                        ..Default::default()
+                    }),
+                    action: Some(r::route::Action::Route(r::RouteAction {
+                        cluster_specifier: Some(r::route_action::ClusterSpecifier::Cluster(
+                            cluster.clone(),
+                        )),
+                        timeout: Some(envoy::duration(Duration::ZERO)),
+                        upgrade_configs: vec![r::route_action::UpgradeConfig {
+                            upgrade_type: "websocket".into(),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let manager = envoy::http_manager(
+            &format!("inbound_{inbound_port}"),
+            Routes::Inline(Box::new(rc)),
+            &["websocket"],
+        );
+        listeners.push(envoy::http_listener(&listener_name, addr, &manager));
+    }
+    if let Some(port) = proxy.outbound_port {
+        let manager = envoy::http_manager(
+            "outbound",
+            Routes::Rds(outbound_routes_name(&proxy.namespace)),
+            &["websocket", "CONNECT"],
+        );
+        listeners.push(envoy::http_listener(
+            "outbound",
+            SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port),
+            &manager,
+        ));
+    }
+    (listeners, clusters)
+}
+
+fn tcp_listener(name: &str, addr: SocketAddr, cluster: &str) -> Listener {
+    let proxy = tcp::TcpProxy {
+        stat_prefix: name.replace('|', "_"),
+        cluster_specifier: Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(
+            cluster.to_string(),
+        )),
+        ..Default::default()
+    };
+    Listener {
+        name: name.to_string(),
+        address: Some(envoy::address(&addr.ip().to_string(), addr.port())),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.tcp_proxy".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(envoy::any(&proxy))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// An `api_listener` for a proxyless gRPC client dialling `xds:///NAME` (`NAME` may
+/// carry a port), or `None` when no service answers to the name.
+pub fn api_listener(
+    ctx: &RouteContext<'_>,
+    vss: &VirtualServices,
+    services: &Services,
+    dialled: &str,
+    diagnostics: &mut Diagnostics,
+) -> Option<Listener> {
+    let (host, port) = match dialled.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => (h, p.parse::<u16>().ok()),
+        _ => (dialled, None),
+    };
+    let svc = services.resolve(host, "default")?;
+    let port = port.or_else(|| svc.default_port())?;
+    let port_info = svc.ports.get(&port)?;
+    let mut vh = virtual_host(ctx, vss, svc, port_info, &svc.namespace, true, diagnostics);
+    // gRPC matches the virtual host by the name as dialled.
+    vh.domains = vec![dialled.to_string(), "*".into()];
+    vh.routes.retain(|r| {
+        !matches!(
+            r.r#match.as_ref().and_then(|m| m.path_specifier.as_ref()),
+            Some(r::route_match::PathSpecifier::ConnectMatcher(_))
+        )
+    });
+    for route in &mut vh.routes {
+        if let Some(r::route::Action::Route(a)) = &mut route.action {
+            // gRPC clients reject what they do not implement: keep routing, drop extras.
+            a.upgrade_configs.clear();
+            a.retry_policy = None;
+            a.timeout = None;
+        }
+    }
+    let rc = r::RouteConfiguration {
+        name: dialled.to_string(),
+        virtual_hosts: vec![vh],
+        ..Default::default()
+    };
+    let manager = envoy::http_manager(dialled, Routes::Inline(Box::new(rc)), &[]);
+    Some(envoy::api_listener(dialled, &manager))
+}

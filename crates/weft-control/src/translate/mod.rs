@@ -1,0 +1,298 @@
+//! Translation of the mesh (resources and registry) into Envoy resources. A
+//! [`Snapshot`] is built once per change and shared by every proxy: the clusters,
+//! endpoint assignments and route configurations all proxies see alike; what differs
+//! per proxy (its listeners and local clusters) is derived from its node metadata when
+//! its stream asks.
+
+pub mod cluster;
+pub mod envoy;
+pub mod listener;
+pub mod route;
+pub mod services;
+
+use crate::registry::{meta, Instance};
+use listener::{ProxyInfo, VirtualServices};
+use route::RouteContext;
+use services::Services;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use weft_model::networking::destination_rule::DestinationRule;
+use weft_model::{Resource as ModelResource, Spec};
+use weft_xds::pb::envoy::config::core::v3::Node;
+use weft_xds::pb::google::protobuf::{value, Struct, Value};
+use weft_xds::{type_url, Resource};
+
+/// Problems found while translating: the configuration still goes out, without the
+/// parts named here.
+#[derive(Debug, Default, Clone)]
+pub struct Diagnostics {
+    /// What was left out, and why.
+    pub warnings: Vec<String>,
+}
+
+impl Diagnostics {
+    /// Records a warning (once).
+    pub fn warn(&mut self, message: String) {
+        if !self.warnings.contains(&message) {
+            self.warnings.push(message);
+        }
+    }
+}
+
+/// The translated mesh at one version.
+pub struct Snapshot {
+    /// Version, increasing.
+    pub version: u64,
+    /// Services.
+    pub services: Services,
+    /// Outbound clusters, by name.
+    pub clusters: BTreeMap<String, Arc<Resource>>,
+    /// Endpoint assignments, by cluster name.
+    pub endpoints: BTreeMap<String, Arc<Resource>>,
+    rules: BTreeMap<String, (String, DestinationRule)>,
+    vss: VirtualServices,
+    routes: Mutex<BTreeMap<String, Arc<Resource>>>,
+    /// What was left out.
+    pub diagnostics: Mutex<Diagnostics>,
+}
+
+impl Snapshot {
+    /// Translates resources and registered instances.
+    pub fn build(
+        version: u64,
+        resources: &[ModelResource],
+        instances: &[Arc<Instance>],
+    ) -> Snapshot {
+        let services = Services::build(instances, resources);
+        let mut diagnostics = Diagnostics::default();
+        let mut rules = BTreeMap::new();
+        let mut vss: VirtualServices = BTreeMap::new();
+        for r in resources {
+            match &r.spec {
+                Spec::DestinationRule(dr) => match services.resolve(&dr.host, r.namespace()) {
+                    Some(svc) => {
+                        rules.insert(
+                            svc.hostname.clone(),
+                            (r.namespace().to_string(), dr.clone()),
+                        );
+                    }
+                    None => diagnostics.warn(format!(
+                        "DestinationRule {}/{}: host {:?} is not a known service (yet)",
+                        r.namespace(),
+                        r.name(),
+                        dr.host
+                    )),
+                },
+                Spec::VirtualService(vs) => {
+                    if !vs.gateways.is_empty() && !vs.gateways.iter().any(|g| g == "mesh") {
+                        continue;
+                    }
+                    for host in &vs.hosts {
+                        if let Some(svc) = services.resolve(host, r.namespace()) {
+                            vss.entry(svc.hostname.clone()).or_default().push((
+                                r.namespace().to_string(),
+                                r.name().to_string(),
+                                vs.clone(),
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut clusters = BTreeMap::new();
+        let mut endpoints = BTreeMap::new();
+        for svc in services.by_host.values() {
+            let dr = rules.get(&svc.hostname).map(|(_, d)| d);
+            for (c, cla) in cluster::service_clusters(svc, dr, &mut diagnostics) {
+                endpoints.insert(
+                    cla.cluster_name.clone(),
+                    Arc::new(Resource::new(cla.cluster_name.clone(), &cla)),
+                );
+                clusters.insert(c.name.clone(), Arc::new(Resource::new(c.name.clone(), &c)));
+            }
+        }
+        Snapshot {
+            version,
+            services,
+            clusters,
+            endpoints,
+            rules,
+            vss,
+            routes: Mutex::new(BTreeMap::new()),
+            diagnostics: Mutex::new(diagnostics),
+        }
+    }
+
+    fn route_context(&self) -> RouteContext<'_> {
+        RouteContext {
+            services: &self.services,
+            rules: &self.rules,
+        }
+    }
+
+    /// A route configuration by name, built on first use.
+    fn route(&self, name: &str) -> Option<Arc<Resource>> {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = routes.get(name) {
+            return Some(r.clone());
+        }
+        let namespace = name.strip_prefix("outbound|")?;
+        let mut diagnostics = Diagnostics::default();
+        let rc = listener::outbound_routes(
+            &self.route_context(),
+            &self.vss,
+            namespace,
+            &mut diagnostics,
+        );
+        let resource = Arc::new(Resource::new(name, &rc));
+        routes.insert(name.to_string(), resource.clone());
+        let mut d = self.diagnostics.lock().unwrap_or_else(|e| e.into_inner());
+        for w in diagnostics.warnings {
+            d.warn(w);
+        }
+        Some(resource)
+    }
+
+    /// The resources of `type_url` a proxy sees, limited to `names` when given.
+    pub fn resources_for(
+        &self,
+        proxy: &ProxyInfo,
+        type_url: &str,
+        names: Option<&BTreeSet<String>>,
+    ) -> Vec<Arc<Resource>> {
+        let wanted = |n: &str| names.is_none_or(|set| set.contains(n));
+        match type_url {
+            type_url::LISTENER if proxy.role == "proxyless" => {
+                let Some(names) = names else {
+                    return Vec::new();
+                };
+                let mut d = Diagnostics::default();
+                names
+                    .iter()
+                    .filter_map(|n| {
+                        listener::api_listener(
+                            &self.route_context(),
+                            &self.vss,
+                            &self.services,
+                            n,
+                            &mut d,
+                        )
+                    })
+                    .map(|l| Arc::new(Resource::new(l.name.clone(), &l)))
+                    .collect()
+            }
+            type_url::LISTENER => listener::sidecar(proxy)
+                .0
+                .into_iter()
+                .filter(|l| wanted(&l.name))
+                .map(|l| Arc::new(Resource::new(l.name.clone(), &l)))
+                .collect(),
+            type_url::CLUSTER => {
+                let mut out: Vec<Arc<Resource>> = self
+                    .clusters
+                    .iter()
+                    .filter(|(n, _)| wanted(n))
+                    .map(|(_, r)| r.clone())
+                    .collect();
+                if proxy.role == "sidecar" {
+                    out.extend(
+                        listener::sidecar(proxy)
+                            .1
+                            .into_iter()
+                            .filter(|c| wanted(&c.name))
+                            .map(|c| Arc::new(Resource::new(c.name.clone(), &c))),
+                    );
+                }
+                out
+            }
+            type_url::CLUSTER_LOAD_ASSIGNMENT => match names {
+                Some(names) => names
+                    .iter()
+                    .filter_map(|n| self.endpoints.get(n).cloned())
+                    .collect(),
+                None => self.endpoints.values().cloned().collect(),
+            },
+            type_url::ROUTE_CONFIGURATION => match names {
+                Some(names) => names.iter().filter_map(|n| self.route(n)).collect(),
+                None => self
+                    .route(&listener::outbound_routes_name(&proxy.namespace))
+                    .into_iter()
+                    .collect(),
+            },
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn string(s: &Struct, key: &str) -> Option<String> {
+    match s.fields.get(key)?.kind.as_ref()? {
+        value::Kind::StringValue(v) => Some(v.clone()),
+        value::Kind::NumberValue(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn number(v: &Value) -> Option<u16> {
+    match v.kind.as_ref()? {
+        value::Kind::NumberValue(n) => Some(*n as u16),
+        value::Kind::StringValue(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+impl ProxyInfo {
+    /// Reads a proxy's description from its node; a node without Weft metadata is a
+    /// proxyless gRPC client.
+    pub fn from_node(node: &Node) -> ProxyInfo {
+        let empty = Struct::default();
+        let m = node.metadata.as_ref().unwrap_or(&empty);
+        let Some(service) = string(m, meta::SERVICE) else {
+            return ProxyInfo {
+                role: "proxyless".into(),
+                namespace: "default".into(),
+                ..Default::default()
+            };
+        };
+        let labels = match m.fields.get(meta::LABELS).and_then(|v| v.kind.as_ref()) {
+            Some(value::Kind::StructValue(s)) => s
+                .fields
+                .keys()
+                .filter_map(|k| Some((k.clone(), string(s, k)?)))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        let list = |key: &str| match m.fields.get(key).and_then(|v| v.kind.as_ref()) {
+            Some(value::Kind::ListValue(l)) => l.values.clone(),
+            _ => Vec::new(),
+        };
+        let ports = list(meta::PORTS)
+            .iter()
+            .filter_map(|v| match v.kind.as_ref()? {
+                value::Kind::StructValue(p) => Some((
+                    string(p, "name").unwrap_or_else(|| "http".into()),
+                    number(p.fields.get("service_port")?)?,
+                    number(p.fields.get("app_port")?)?,
+                    number(p.fields.get("inbound_port")?)?,
+                    string(p, "protocol")
+                        .unwrap_or_else(|| "http".into())
+                        .to_ascii_lowercase(),
+                )),
+                _ => None,
+            })
+            .collect();
+        ProxyInfo {
+            role: string(m, meta::ROLE).unwrap_or_else(|| "sidecar".into()),
+            service,
+            namespace: string(m, meta::NAMESPACE).unwrap_or_else(|| "default".into()),
+            labels,
+            inbound_address: string(m, meta::INBOUND_ADDRESS).and_then(|a| a.parse().ok()),
+            ports,
+            outbound_port: m.fields.get(meta::OUTBOUND_PORT).and_then(number),
+            gateway_ports: list(meta::GATEWAY_PORTS)
+                .iter()
+                .filter_map(number)
+                .collect(),
+        }
+    }
+}
