@@ -21,7 +21,8 @@ pub mod meta {
     pub const PORTS: &str = "WEFT_PORTS";
     /// Port of the outbound (HTTP proxy) listener.
     pub const OUTBOUND_PORT: &str = "WEFT_OUTBOUND_PORT";
-    /// Gateway ports: a list of port numbers a gateway proxy listens on.
+    /// Gateway ports: a list of `{port, bind}` (Gateway server port, local port bound),
+    /// or plain numbers when they are the same.
     pub const GATEWAY_PORTS: &str = "WEFT_GATEWAY_PORTS";
 }
 
@@ -64,6 +65,10 @@ pub struct Instance {
     /// Load-balancing weight.
     #[serde(default = "one")]
     pub weight: u32,
+    /// Who keeps the registration: `{replica}#{stream}` of the control-plane replica
+    /// holding the sidecar's xDS stream.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
 }
 
 fn one() -> u32 {
@@ -79,6 +84,16 @@ impl Instance {
 
 /// Where instances live in the store.
 pub const PREFIX: &str = "/weft/registry/";
+
+/// Where live control-plane replicas announce themselves (keys bound to their lease).
+pub const REPLICAS: &str = "/weft/replicas/";
+
+impl Instance {
+    /// The replica that keeps this registration, if any.
+    pub fn owner_replica(&self) -> Option<&str> {
+        self.owner.split_once('#').map(|(replica, _)| replica)
+    }
+}
 
 /// The store key of an instance.
 pub fn instance_key(namespace: &str, service: &str, id: &str) -> String {
@@ -107,6 +122,7 @@ mod tests {
             healthy: false,
             sidecar: true,
             weight: 1,
+            owner: "replica-a#7".into(),
         };
         let json = serde_json::to_string(&i).expect("json");
         assert_eq!(serde_json::from_str::<Instance>(&json).expect("parse"), i);

@@ -465,15 +465,7 @@ fn decode<M: Message + Default + prost::Name>(
 
 /// The unsupported-field check of `compile::support`, on a resource's bytes.
 fn check_support(any: &Any, path: &str, errors: &mut Vec<ConfigError>) {
-    let pool = weft_xds::descriptor_pool();
-    let name = compile::type_name(&any.type_url);
-    let Some(desc) = pool.get_message_by_name(name) else {
-        return;
-    };
-    match prost_reflect::DynamicMessage::decode(desc, any.value.as_slice()) {
-        Ok(m) => compile::support::check(&m, path, errors),
-        Err(e) => errors.push(ConfigError::new(path, format!("cannot decode: {e}"))),
-    }
+    compile::support::check_encoded(any, path, errors);
 }
 
 fn join(errors: Vec<ConfigError>) -> String {

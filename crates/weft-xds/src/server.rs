@@ -66,8 +66,21 @@ pub trait View: Send + Sync + 'static {
     fn acked(&self, type_url: &str, version: &str);
     /// The client rejected `version` of `type_url`.
     fn nacked(&self, type_url: &str, version: &str, message: &str);
-    /// A response of `type_url` with `count` resources was sent.
-    fn pushed(&self, _type_url: &str, _count: usize) {}
+    /// A response was sent.
+    fn pushed(&self, _push: &Pushed<'_>) {}
+}
+
+/// What one response carried.
+#[derive(Debug, Clone, Copy)]
+pub struct Pushed<'a> {
+    /// Its type.
+    pub type_url: &'a str,
+    /// The version it carries.
+    pub version: &'a str,
+    /// Resources in it (changed ones only, for delta).
+    pub resources: usize,
+    /// Its encoded size.
+    pub bytes: usize,
 }
 
 /// Admits clients and gives each its view.
@@ -324,7 +337,12 @@ async fn sotw_push(
         nonce: state.nonce.clone(),
         ..Default::default()
     };
-    view.pushed(type_url, resources.len());
+    view.pushed(&Pushed {
+        type_url,
+        version: &state.version,
+        resources: resources.len(),
+        bytes: prost::Message::encoded_len(&response),
+    });
     tx.send(Ok(response)).await.map_err(|_| ())
 }
 
@@ -488,6 +506,11 @@ async fn delta_push(
         nonce: state.nonce.clone(),
         ..Default::default()
     };
-    view.pushed(type_url, send.len());
+    view.pushed(&Pushed {
+        type_url,
+        version: &state.version,
+        resources: send.len(),
+        bytes: prost::Message::encoded_len(&response),
+    });
     tx.send(Ok(response)).await.map_err(|_| ())
 }

@@ -1,13 +1,16 @@
 //! Clusters and their endpoints: one cluster per service port, and one per
-//! DestinationRule subset (the instances whose labels match), with the rule's traffic
-//! policy (balancing, connection settings); peak-EWMA balancing is the mesh default.
+//! DestinationRule subset (the healthy instances whose labels match), with the rule's
+//! traffic policy (balancing, connection settings); peak-EWMA balancing is the mesh
+//! default. What a policy asks for that the proxy cannot do yet is left out with a
+//! warning, never sent (the proxy would refuse the whole update).
 
 use super::envoy::{self, Balance, EndpointSpec};
-use super::services::Service;
+use super::services::{Discovery, Service};
 use super::Diagnostics;
+use std::collections::BTreeMap;
 use std::time::Duration;
 use weft_model::networking::destination_rule::{
-    DestinationRule, LoadBalancerSettings, SimpleLb, TrafficPolicy,
+    ClientTlsMode, DestinationRule, H2UpgradePolicy, LoadBalancerSettings, SimpleLb, TrafficPolicy,
 };
 use weft_xds::pb::envoy::config::cluster::v3::{cluster, Cluster};
 use weft_xds::pb::envoy::config::core::v3::HttpProtocolOptions;
@@ -23,16 +26,18 @@ pub fn cluster_name(port: u16, subset: &str, host: &str) -> String {
     format!("outbound|{port}|{subset}|{host}")
 }
 
-/// The traffic policy for a port and subset: the subset's over the rule's, and a
-/// port-level setting over either.
-fn policy_for(dr: Option<&DestinationRule>, port: u16, subset: &str) -> TrafficPolicy {
+/// The traffic policy for a port and subset, as Istio merges them: the subset's fields
+/// over the rule's; a port-level setting replaces load balancing, connection pool,
+/// outlier detection and TLS whole (fields it leaves out take their defaults, not the
+/// level above's).
+pub fn policy_for(dr: Option<&DestinationRule>, port: u16, subset: &str) -> TrafficPolicy {
     let mut merged = TrafficPolicy::default();
     let Some(dr) = dr else { return merged };
     let layers = [
         dr.traffic_policy.as_ref(),
         dr.subsets
             .iter()
-            .find(|s| s.name == subset)
+            .find(|s| s.name == subset && !subset.is_empty())
             .and_then(|s| s.traffic_policy.as_ref()),
     ];
     for p in layers.into_iter().flatten() {
@@ -45,20 +50,24 @@ fn policy_for(dr: Option<&DestinationRule>, port: u16, subset: &str) -> TrafficP
         if p.outlier_detection.is_some() {
             merged.outlier_detection = p.outlier_detection.clone();
         }
+        if p.tls.is_some() {
+            merged.tls = p.tls.clone();
+        }
+        if p.tunnel.is_some() {
+            merged.tunnel = p.tunnel.clone();
+        }
+        if p.proxy_protocol.is_some() {
+            merged.proxy_protocol = p.proxy_protocol.clone();
+        }
         if let Some(pl) = p
             .port_level_settings
             .iter()
             .find(|pl| pl.port.is_some_and(|x| x.number == u32::from(port)))
         {
-            if pl.load_balancer.is_some() {
-                merged.load_balancer = pl.load_balancer.clone();
-            }
-            if pl.connection_pool.is_some() {
-                merged.connection_pool = pl.connection_pool.clone();
-            }
-            if pl.outlier_detection.is_some() {
-                merged.outlier_detection = pl.outlier_detection.clone();
-            }
+            merged.load_balancer = pl.load_balancer.clone();
+            merged.connection_pool = pl.connection_pool.clone();
+            merged.outlier_detection = pl.outlier_detection.clone();
+            merged.tls = pl.tls.clone();
         }
     }
     merged
@@ -79,7 +88,10 @@ fn balance(lb: Option<&LoadBalancerSettings>) -> Balance {
                 .ring_hash
                 .as_ref()
                 .and_then(|r| r.minimum_ring_size)
-                .or(ch.minimum_ring_size),
+                .or(ch.minimum_ring_size)
+                // Zero means the default, as in Istio; the proxy caps rings at 8M entries.
+                .filter(|m| *m > 0)
+                .map(|m| m.min(MAX_RING_SIZE)),
         };
     }
     match lb.simple {
@@ -91,6 +103,9 @@ fn balance(lb: Option<&LoadBalancerSettings>) -> Balance {
         _ => Balance::PeakEwma,
     }
 }
+
+/// The largest ring Envoy (and Weft) builds.
+pub const MAX_RING_SIZE: u64 = 8 * 1024 * 1024;
 
 /// The route hash policy a consistent-hash DestinationRule asks for.
 pub fn hash_policy(dr: Option<&DestinationRule>, port: u16, subset: &str) -> Vec<HashPolicy> {
@@ -104,6 +119,8 @@ pub fn hash_policy(dr: Option<&DestinationRule>, port: u16, subset: &str) -> Vec
             ..Default::default()
         })
     } else if let Some(c) = ch.http_cookie {
+        // A `ttl` asks the proxy to set the cookie when absent, which Weft does not do
+        // yet (a warning says so): requests without the cookie are spread at random.
         hash_policy::PolicySpecifier::Cookie(hash_policy::Cookie {
             name: c.name,
             path: c.path.unwrap_or_default(),
@@ -124,48 +141,173 @@ pub fn hash_policy(dr: Option<&DestinationRule>, port: u16, subset: &str) -> Vec
     }]
 }
 
-/// The clusters and endpoint assignments of one service: every port, every subset.
+/// What a traffic policy asks for that the translation leaves out.
+fn unsupported(policy: &TrafficPolicy) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if policy.outlier_detection.is_some() {
+        out.push("outlierDetection");
+    }
+    if let Some(lb) = &policy.load_balancer {
+        if lb.locality_lb_setting.is_some() {
+            out.push("loadBalancer.localityLbSetting");
+        }
+        if lb.warmup_duration_secs.is_some() {
+            out.push("loadBalancer.warmupDurationSecs");
+        }
+        if lb.simple == Some(SimpleLb::Passthrough) && lb.consistent_hash.is_none() {
+            out.push("loadBalancer.simple PASSTHROUGH");
+        }
+        if lb
+            .consistent_hash
+            .as_ref()
+            .and_then(|c| c.http_cookie.as_ref())
+            .is_some_and(|c| c.ttl.is_some())
+        {
+            out.push("consistentHash.httpCookie.ttl (generated cookies)");
+        }
+    }
+    if let Some(pool) = &policy.connection_pool {
+        if let Some(tcp) = &pool.tcp {
+            if tcp.max_connections.is_some() {
+                out.push("connectionPool.tcp.maxConnections");
+            }
+            if tcp.tcp_keepalive.is_some() {
+                out.push("connectionPool.tcp.tcpKeepalive");
+            }
+            if tcp.max_connection_duration.is_some() {
+                out.push("connectionPool.tcp.maxConnectionDuration");
+            }
+            if tcp.idle_timeout.is_some() {
+                out.push("connectionPool.tcp.idleTimeout");
+            }
+        }
+        if let Some(http) = &pool.http {
+            if http.http1_max_pending_requests.is_some() {
+                out.push("connectionPool.http.http1MaxPendingRequests");
+            }
+            if http.http2_max_requests.is_some() {
+                out.push("connectionPool.http.http2MaxRequests");
+            }
+            if http.max_retries.is_some() {
+                out.push("connectionPool.http.maxRetries");
+            }
+            if http.max_concurrent_streams.is_some() {
+                out.push("connectionPool.http.maxConcurrentStreams");
+            }
+        }
+    }
+    if policy
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.mode.is_some_and(|m| m != ClientTlsMode::Disable))
+    {
+        out.push("tls (upstream TLS)");
+    }
+    if policy.tunnel.is_some() {
+        out.push("tunnel");
+    }
+    if policy.proxy_protocol.is_some() {
+        out.push("proxyProtocol");
+    }
+    out
+}
+
+/// The clusters of one service, every port and every subset, each with its endpoint
+/// assignment when it takes them over EDS (DNS clusters carry theirs inline). Only
+/// instances whose health check passes are endpoints: an instance takes traffic once it
+/// is healthy, and a proxy in panic mode would otherwise send it requests.
 pub fn service_clusters(
     svc: &Service,
     dr: Option<&DestinationRule>,
     diagnostics: &mut Diagnostics,
-) -> Vec<(Cluster, ClusterLoadAssignment)> {
+) -> Vec<(Cluster, Option<ClusterLoadAssignment>)> {
     let mut out = Vec::new();
-    let mut subsets: Vec<(&str, Option<&std::collections::BTreeMap<String, String>>)> =
-        vec![("", None)];
+    let mut subsets: Vec<(&str, Option<&BTreeMap<String, String>>)> = vec![("", None)];
     if let Some(dr) = dr {
         subsets.extend(
             dr.subsets
                 .iter()
                 .map(|s| (s.name.as_str(), Some(&s.labels))),
         );
-        if dr
-            .traffic_policy
-            .as_ref()
-            .and_then(|p| p.outlier_detection.as_ref())
-            .is_some()
-        {
-            diagnostics.warn(format!(
-                "DestinationRule for {}: outlierDetection is not supported yet and was left out",
-                svc.hostname
-            ));
-        }
     }
     for port in svc.ports.values() {
         for (subset, labels) in &subsets {
             let name = cluster_name(port.number, subset, &svc.hostname);
             let policy = policy_for(dr, port.number, subset);
-            let mut c = envoy::eds_cluster(
-                &name,
-                &balance(policy.load_balancer.as_ref()),
-                port.is_http2(),
-                DEFAULT_CONNECT_TIMEOUT,
-            );
-            if let Some(pool) = &policy.connection_pool {
-                if let Some(t) = pool.tcp.as_ref().and_then(|t| t.connect_timeout) {
-                    c.connect_timeout = Some(envoy::duration(t.as_std()));
+            for what in unsupported(&policy) {
+                diagnostics.warn(format!(
+                    "DestinationRule for {}: {what} is not supported yet and was left out",
+                    svc.hostname
+                ));
+            }
+            let endpoints: Vec<EndpointSpec> = svc
+                .instances
+                .iter()
+                .filter(|i| i.healthy)
+                .filter(|i| {
+                    labels.is_none_or(|l| l.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
+                })
+                .filter_map(|i| {
+                    let p = i.ports.iter().find(|p| p.service_port == port.number)?;
+                    Some(EndpointSpec {
+                        host: i.address.clone(),
+                        port: p.endpoint_port,
+                        weight: i.weight,
+                        healthy: true,
+                    })
+                })
+                .collect();
+            let lb = balance(policy.load_balancer.as_ref());
+            let connect_timeout = policy
+                .connection_pool
+                .as_ref()
+                .and_then(|p| p.tcp.as_ref())
+                .and_then(|t| t.connect_timeout)
+                .map_or(DEFAULT_CONNECT_TIMEOUT, |t| t.as_std());
+            let (mut c, cla) = match svc.discovery {
+                Discovery::Endpoints => (
+                    envoy::eds_cluster(&name, &lb, port.is_http2(), connect_timeout),
+                    Some(envoy::assignment(&name, &endpoints)),
+                ),
+                Discovery::Dns => (
+                    envoy::dns_cluster(
+                        &name,
+                        &lb,
+                        port.is_http2(),
+                        connect_timeout,
+                        false,
+                        &endpoints,
+                    ),
+                    None,
+                ),
+                Discovery::DnsRoundRobin => {
+                    let first = &endpoints[..endpoints.len().min(1)];
+                    if first.is_empty() {
+                        diagnostics.warn(format!(
+                            "{name}: no endpoint to resolve (DNS_ROUND_ROBIN); the cluster was left out"
+                        ));
+                        continue;
+                    }
+                    (
+                        envoy::dns_cluster(
+                            &name,
+                            &lb,
+                            port.is_http2(),
+                            connect_timeout,
+                            true,
+                            first,
+                        ),
+                        None,
+                    )
                 }
-                if let Some(h) = &pool.http {
+            };
+            if let Some(h) = policy
+                .connection_pool
+                .as_ref()
+                .and_then(|p| p.http.as_ref())
+            {
+                if h.idle_timeout.is_some() || h.max_requests_per_connection.is_some_and(|n| n > 0)
+                {
                     let common = HttpProtocolOptions {
                         idle_timeout: h.idle_timeout.map(|d| envoy::duration(d.as_std())),
                         max_requests_per_connection: h
@@ -176,24 +318,14 @@ pub fn service_clusters(
                     };
                     envoy::set_common_http_options(&mut c, common);
                 }
+                if port.is_http() {
+                    if h.use_client_protocol == Some(true) {
+                        envoy::set_downstream_protocol(&mut c);
+                    } else if h.h2_upgrade_policy == Some(H2UpgradePolicy::Upgrade) {
+                        envoy::set_http2(&mut c);
+                    }
+                }
             }
-            let endpoints: Vec<EndpointSpec> = svc
-                .instances
-                .iter()
-                .filter(|i| {
-                    labels.is_none_or(|l| l.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
-                })
-                .filter_map(|i| {
-                    let p = i.ports.iter().find(|p| p.service_port == port.number)?;
-                    Some(EndpointSpec {
-                        host: i.address.clone(),
-                        port: p.endpoint_port,
-                        weight: i.weight,
-                        healthy: i.healthy,
-                    })
-                })
-                .collect();
-            let cla = envoy::assignment(&name, &endpoints);
             out.push((c, cla));
         }
     }

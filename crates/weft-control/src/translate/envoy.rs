@@ -182,6 +182,35 @@ pub fn eds_cluster(
     c
 }
 
+/// A cluster whose endpoints the proxy resolves by DNS: `STRICT_DNS` (every address of
+/// every name) or, with `round_robin`, `LOGICAL_DNS` (the first address of one name).
+pub fn dns_cluster(
+    name: &str,
+    balance: &Balance,
+    http2: bool,
+    connect_timeout: std::time::Duration,
+    round_robin: bool,
+    endpoints: &[EndpointSpec],
+) -> Cluster {
+    let kind = if round_robin {
+        cluster::DiscoveryType::LogicalDns
+    } else {
+        cluster::DiscoveryType::StrictDns
+    };
+    let mut c = Cluster {
+        name: name.to_string(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(kind as i32)),
+        connect_timeout: Some(duration(connect_timeout)),
+        load_assignment: Some(assignment(name, endpoints)),
+        ..Default::default()
+    };
+    apply_balance(&mut c, balance);
+    if http2 {
+        set_http2(&mut c);
+    }
+    c
+}
+
 /// A STATIC cluster of one address.
 pub fn static_cluster(
     name: &str,
@@ -280,27 +309,43 @@ pub fn set_common_http_options(c: &mut Cluster, common: core::HttpProtocolOption
         .insert(key.into(), any(&options));
 }
 
-fn set_http2(c: &mut Cluster) {
-    let options = HttpProtocolOptions {
-        upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
-            http_protocol_options::ExplicitHttpConfig {
-                protocol_config: Some(http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
-                    Default::default(),
-                )),
-            },
-        )),
-        ..Default::default()
-    };
-    c.typed_extension_protocol_options.insert(
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
-        any(&options),
+/// Makes upstream connections speak HTTP/2 (keeping common options already set).
+pub fn set_http2(c: &mut Cluster) {
+    set_protocol(c, http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+        http_protocol_options::ExplicitHttpConfig {
+            protocol_config: Some(http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                Default::default(),
+            )),
+        },
+    ));
+}
+
+/// Makes upstream connections speak whatever the downstream spoke.
+pub fn set_downstream_protocol(c: &mut Cluster) {
+    set_protocol(
+        c,
+        http_protocol_options::UpstreamProtocolOptions::UseDownstreamProtocolConfig(
+            Default::default(),
+        ),
     );
+}
+
+fn set_protocol(c: &mut Cluster, protocol: http_protocol_options::UpstreamProtocolOptions) {
+    let key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+    let mut options = c
+        .typed_extension_protocol_options
+        .get(key)
+        .and_then(|a| HttpProtocolOptions::decode(a.value.as_slice()).ok())
+        .unwrap_or_default();
+    options.upstream_protocol_options = Some(protocol);
+    c.typed_extension_protocol_options
+        .insert(key.into(), any(&options));
 }
 
 /// One endpoint of an assignment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointSpec {
-    /// Address (IP).
+    /// Address: an IP (EDS, STATIC) or a name (DNS clusters).
     pub host: String,
     /// Port.
     pub port: u16,

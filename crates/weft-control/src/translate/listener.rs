@@ -1,14 +1,14 @@
 //! Listeners and routes per proxy: a sidecar's inbound listeners (one per workload
 //! port, in front of the local application) and its outbound listener (the HTTP proxy
 //! the application reaches other services through, routed by the namespace's outbound
-//! route configuration); a gateway's listeners; and `api_listener`s for proxyless gRPC
-//! clients, named as they dial.
+//! route configuration); and `api_listener`s for proxyless gRPC clients, named as they
+//! dial. A gateway's listeners are `gateway.rs`'s.
 
 use super::envoy::{self, Routes};
-use super::route::{self, RouteContext};
-use super::services::{Service, ServicePort, Services};
+use super::route::{self, RouteContext, Scope};
+use super::services::{is_http2_protocol, is_http_protocol, Service, ServicePort, Services};
 use super::Diagnostics;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use weft_model::networking::VirtualService;
@@ -34,8 +34,9 @@ pub struct ProxyInfo {
     pub ports: Vec<(String, u16, u16, u16, String)>,
     /// Outbound listener port.
     pub outbound_port: Option<u16>,
-    /// Gateway ports.
-    pub gateway_ports: Vec<u16>,
+    /// Gateway ports: (Gateway server port, local port the listener binds). They differ
+    /// when the gateway is reached through a port mapping, or in tests.
+    pub gateway_ports: Vec<(u16, u16)>,
 }
 
 /// The outbound route configuration name for a namespace.
@@ -55,10 +56,11 @@ pub fn outbound_routes(
     diagnostics: &mut Diagnostics,
 ) -> r::RouteConfiguration {
     let mut virtual_hosts = Vec::new();
+    let mut used = BTreeSet::new();
     for svc in ctx.services.visible() {
         let first_http = svc.ports.values().find(|p| p.is_http()).map(|p| p.number);
         for port in svc.ports.values() {
-            virtual_hosts.push(virtual_host(
+            let mut vh = virtual_host(
                 ctx,
                 vss,
                 svc,
@@ -66,7 +68,22 @@ pub fn outbound_routes(
                 namespace,
                 first_http == Some(port.number),
                 diagnostics,
-            ));
+            );
+            // The proxy refuses a route configuration where two virtual hosts share a
+            // domain (a ServiceEntry host `a.b` and service `a` of namespace `b`).
+            let vh_name = vh.name.clone();
+            vh.domains.retain(|d| {
+                let fresh = used.insert(d.clone());
+                if !fresh {
+                    diagnostics.warn(format!(
+                        "{vh_name}: the name {d:?} already belongs to another service and was left out"
+                    ));
+                }
+                fresh
+            });
+            if !vh.domains.is_empty() {
+                virtual_hosts.push(vh);
+            }
         }
     }
     r::RouteConfiguration {
@@ -87,7 +104,11 @@ fn virtual_host(
     diagnostics: &mut Diagnostics,
 ) -> r::VirtualHost {
     let mut domains = Vec::new();
-    for alias in svc.aliases(client_namespace) {
+    for alias in svc
+        .aliases(client_namespace)
+        .into_iter()
+        .map(|a| a.to_ascii_lowercase())
+    {
         domains.push(format!("{alias}:{}", port.number));
         // Names without a port go to one port only (the first HTTP one), else the
         // domains would collide.
@@ -103,12 +124,12 @@ fn virtual_host(
                 vs,
                 name,
                 ns,
-                port.number,
+                Scope::Mesh { port: port.number },
                 diagnostics,
             ));
         }
         if routes.is_empty() {
-            routes.push(route::default_route(svc, port.number));
+            routes.push(route::default_route(ctx, svc, port.number));
         }
     }
     routes.push(route::connect_route(svc, port.number));
@@ -134,14 +155,19 @@ pub fn sidecar(proxy: &ProxyInfo) -> (Vec<Listener>, Vec<Cluster>) {
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     for (name, _service_port, app_port, inbound_port, protocol) in &proxy.ports {
         let cluster = inbound_cluster_name(*app_port);
-        clusters.push(envoy::static_cluster(
+        let mut local = envoy::static_cluster(
             &cluster,
             SocketAddr::new(IpAddr::from([127, 0, 0, 1]), *app_port),
             Duration::from_secs(10),
-        ));
+        );
+        // A gRPC or HTTP/2 application speaks only HTTP/2.
+        if is_http2_protocol(protocol) {
+            envoy::set_http2(&mut local);
+        }
+        clusters.push(local);
         let addr = SocketAddr::new(inbound, *inbound_port);
         let listener_name = format!("inbound|{inbound_port}");
-        if protocol == "tcp" {
+        if !is_http_protocol(protocol) {
             listeners.push(tcp_listener(&listener_name, addr, &cluster));
             continue;
         }
@@ -246,7 +272,12 @@ pub fn api_listener(
             // gRPC clients reject what they do not implement: keep routing, drop extras.
             a.upgrade_configs.clear();
             a.retry_policy = None;
-            a.timeout = None;
+            // gRPC reads the route timeout from max_stream_duration only (gRFC A31).
+            let timeout = a.timeout.take().filter(|t| t.seconds > 0 || t.nanos > 0);
+            a.max_stream_duration = timeout.map(|t| r::route_action::MaxStreamDuration {
+                max_stream_duration: Some(t),
+                ..Default::default()
+            });
         }
     }
     let rc = r::RouteConfiguration {

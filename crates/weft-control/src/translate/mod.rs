@@ -3,14 +3,21 @@
 //! endpoint assignments and route configurations all proxies see alike; what differs
 //! per proxy (its listeners and local clusters) is derived from its node metadata when
 //! its stream asks.
+//!
+//! Everything emitted stays within what `weft-proxy` honours (its
+//! `compile/support.rs`): the proxy refuses a whole update over one field it cannot
+//! honour, so what the mesh asks for and the proxy cannot do is left out here, with a
+//! warning in [`Diagnostics`].
 
 pub mod cluster;
 pub mod envoy;
+pub mod gateway;
 pub mod listener;
 pub mod route;
 pub mod services;
 
 use crate::registry::{meta, Instance};
+use gateway::{GatewayVirtualServices, Gateways};
 use listener::{ProxyInfo, VirtualServices};
 use route::RouteContext;
 use services::Services;
@@ -51,6 +58,8 @@ pub struct Snapshot {
     pub endpoints: BTreeMap<String, Arc<Resource>>,
     rules: BTreeMap<String, (String, DestinationRule)>,
     vss: VirtualServices,
+    gateways: Gateways,
+    gateway_vss: GatewayVirtualServices,
     routes: Mutex<BTreeMap<String, Arc<Resource>>>,
     /// What was left out.
     pub diagnostics: Mutex<Diagnostics>,
@@ -67,7 +76,12 @@ impl Snapshot {
         let mut diagnostics = Diagnostics::default();
         let mut rules = BTreeMap::new();
         let mut vss: VirtualServices = BTreeMap::new();
-        for r in resources {
+        let mut gateways: Gateways = Vec::new();
+        let mut gateway_vss: GatewayVirtualServices = Vec::new();
+        // Resources listed under each host, so that two hosts naming one service
+        // (`reviews` and its FQDN) list a VirtualService once.
+        let mut listed: BTreeSet<(String, usize)> = BTreeSet::new();
+        for (index, r) in resources.iter().enumerate() {
             match &r.spec {
                 Spec::DestinationRule(dr) => match services.resolve(&dr.host, r.namespace()) {
                     Some(svc) => {
@@ -84,18 +98,32 @@ impl Snapshot {
                     )),
                 },
                 Spec::VirtualService(vs) => {
-                    if !vs.gateways.is_empty() && !vs.gateways.iter().any(|g| g == "mesh") {
+                    if !vs.tcp.is_empty() || !vs.tls.is_empty() {
+                        diagnostics.warn(format!(
+                            "VirtualService {}/{}: tcp and tls routes are not supported yet and were left out",
+                            r.namespace(),
+                            r.name()
+                        ));
+                    }
+                    let entry = (r.namespace().to_string(), r.name().to_string(), vs.clone());
+                    if vs.gateways.iter().any(|g| g != route::MESH) {
+                        gateway_vss.push(entry.clone());
+                    }
+                    if !vs.gateways.is_empty() && !vs.gateways.iter().any(|g| g == route::MESH) {
                         continue;
                     }
                     for host in &vs.hosts {
                         if let Some(svc) = services.resolve(host, r.namespace()) {
-                            vss.entry(svc.hostname.clone()).or_default().push((
-                                r.namespace().to_string(),
-                                r.name().to_string(),
-                                vs.clone(),
-                            ));
+                            if listed.insert((svc.hostname.clone(), index)) {
+                                vss.entry(svc.hostname.clone())
+                                    .or_default()
+                                    .push(entry.clone());
+                            }
                         }
                     }
+                }
+                Spec::Gateway(g) => {
+                    gateways.push((r.namespace().to_string(), r.name().to_string(), g.clone()))
                 }
                 _ => {}
             }
@@ -105,10 +133,12 @@ impl Snapshot {
         for svc in services.by_host.values() {
             let dr = rules.get(&svc.hostname).map(|(_, d)| d);
             for (c, cla) in cluster::service_clusters(svc, dr, &mut diagnostics) {
-                endpoints.insert(
-                    cla.cluster_name.clone(),
-                    Arc::new(Resource::new(cla.cluster_name.clone(), &cla)),
-                );
+                if let Some(cla) = cla {
+                    endpoints.insert(
+                        cla.cluster_name.clone(),
+                        Arc::new(Resource::new(cla.cluster_name.clone(), &cla)),
+                    );
+                }
                 clusters.insert(c.name.clone(), Arc::new(Resource::new(c.name.clone(), &c)));
             }
         }
@@ -119,6 +149,8 @@ impl Snapshot {
             endpoints,
             rules,
             vss,
+            gateways,
+            gateway_vss,
             routes: Mutex::new(BTreeMap::new()),
             diagnostics: Mutex::new(diagnostics),
         }
@@ -131,26 +163,44 @@ impl Snapshot {
         }
     }
 
-    /// A route configuration by name, built on first use.
+    /// Keeps warnings found while answering a proxy.
+    fn keep(&self, diagnostics: Diagnostics) {
+        let mut d = self.diagnostics.lock().unwrap_or_else(|e| e.into_inner());
+        for w in diagnostics.warnings {
+            d.warn(w);
+        }
+    }
+
+    /// A route configuration by name (`outbound|NAMESPACE`, or a gateway's
+    /// `gateway|PORT|GATEWAYS`), built on first use.
     fn route(&self, name: &str) -> Option<Arc<Resource>> {
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = routes.get(name) {
             return Some(r.clone());
         }
-        let namespace = name.strip_prefix("outbound|")?;
         let mut diagnostics = Diagnostics::default();
-        let rc = listener::outbound_routes(
-            &self.route_context(),
-            &self.vss,
-            namespace,
-            &mut diagnostics,
-        );
+        let rc = if let Some(namespace) = name.strip_prefix("outbound|") {
+            listener::outbound_routes(
+                &self.route_context(),
+                &self.vss,
+                namespace,
+                &mut diagnostics,
+            )
+        } else {
+            let (port, names) = gateway::parse_routes_name(name)?;
+            gateway::gateway_routes(
+                &self.route_context(),
+                &self.gateways,
+                &self.gateway_vss,
+                port,
+                &names,
+                &mut diagnostics,
+            )
+        };
         let resource = Arc::new(Resource::new(name, &rc));
         routes.insert(name.to_string(), resource.clone());
-        let mut d = self.diagnostics.lock().unwrap_or_else(|e| e.into_inner());
-        for w in diagnostics.warnings {
-            d.warn(w);
-        }
+        drop(routes);
+        self.keep(diagnostics);
         Some(resource)
     }
 
@@ -168,7 +218,7 @@ impl Snapshot {
                     return Vec::new();
                 };
                 let mut d = Diagnostics::default();
-                names
+                let out = names
                     .iter()
                     .filter_map(|n| {
                         listener::api_listener(
@@ -180,7 +230,19 @@ impl Snapshot {
                         )
                     })
                     .map(|l| Arc::new(Resource::new(l.name.clone(), &l)))
-                    .collect()
+                    .collect();
+                self.keep(d);
+                out
+            }
+            type_url::LISTENER if proxy.role == "gateway" => {
+                let mut d = Diagnostics::default();
+                let out = gateway::listeners(proxy, &self.gateways, &mut d)
+                    .into_iter()
+                    .filter(|l| wanted(&l.name))
+                    .map(|l| Arc::new(Resource::new(l.name.clone(), &l)))
+                    .collect();
+                self.keep(d);
+                out
             }
             type_url::LISTENER => listener::sidecar(proxy)
                 .0
@@ -215,6 +277,15 @@ impl Snapshot {
             },
             type_url::ROUTE_CONFIGURATION => match names {
                 Some(names) => names.iter().filter_map(|n| self.route(n)).collect(),
+                None if proxy.role == "gateway" => {
+                    let mut d = Diagnostics::default();
+                    let out = gateway::route_names(proxy, &self.gateways, &mut d)
+                        .iter()
+                        .filter_map(|n| self.route(n))
+                        .collect();
+                    self.keep(d);
+                    out
+                }
                 None => self
                     .route(&listener::outbound_routes_name(&proxy.namespace))
                     .into_iter()
@@ -235,9 +306,24 @@ fn string(s: &Struct, key: &str) -> Option<String> {
 
 fn number(v: &Value) -> Option<u16> {
     match v.kind.as_ref()? {
-        value::Kind::NumberValue(n) => Some(*n as u16),
+        value::Kind::NumberValue(n) if n.fract() == 0.0 && (0.0..=65535.0).contains(n) => {
+            Some(*n as u16)
+        }
         value::Kind::StringValue(s) => s.parse().ok(),
         _ => None,
+    }
+}
+
+/// A gateway port: `N` (server port N on local port N) or `{port: N, bind: M}`
+/// (server port N on local port M).
+fn gateway_port(v: &Value) -> Option<(u16, u16)> {
+    match v.kind.as_ref()? {
+        value::Kind::StructValue(s) => {
+            let port = number(s.fields.get("port")?)?;
+            let bind = s.fields.get("bind").map_or(Some(port), number)?;
+            Some((port, bind))
+        }
+        _ => number(v).map(|n| (n, n)),
     }
 }
 
@@ -291,7 +377,7 @@ impl ProxyInfo {
             outbound_port: m.fields.get(meta::OUTBOUND_PORT).and_then(number),
             gateway_ports: list(meta::GATEWAY_PORTS)
                 .iter()
-                .filter_map(number)
+                .filter_map(gateway_port)
                 .collect(),
         }
     }

@@ -5,6 +5,7 @@
 use super::cluster::cluster_name;
 use super::services::{Service, Services};
 use super::Diagnostics;
+use std::collections::BTreeSet;
 use weft_model::networking::destination_rule::DestinationRule;
 use weft_model::networking::virtual_service::{
     HeaderOperations, HttpMatchRequest, HttpRoute, VirtualService,
@@ -25,6 +26,26 @@ pub const DEFAULT_RETRY_ON: &str =
 /// Istio's default retry attempts.
 pub const DEFAULT_ATTEMPTS: u32 = 2;
 
+/// Retry conditions the proxy implements (Envoy's `x-envoy-retry-on` and
+/// `x-envoy-retry-grpc-on` names).
+const RETRY_ON: &[&str] = &[
+    "5xx",
+    "gateway-error",
+    "connect-failure",
+    "refused-stream",
+    "reset",
+    "reset-before-request",
+    "retriable-4xx",
+    "retriable-status-codes",
+    "retriable-headers",
+    "envoy-ratelimited",
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+];
+
 /// What routes need to know about the mesh.
 pub struct RouteContext<'a> {
     /// Every service.
@@ -33,15 +54,16 @@ pub struct RouteContext<'a> {
     pub rules: &'a std::collections::BTreeMap<String, (String, DestinationRule)>,
 }
 
-/// The default route of a service port: everything to its cluster.
-pub fn default_route(svc: &Service, port: u16) -> r::Route {
+/// The default route of a service port: everything to its cluster, hashed as its
+/// DestinationRule asks (consistent hashing needs no VirtualService).
+pub fn default_route(ctx: &RouteContext<'_>, svc: &Service, port: u16) -> r::Route {
+    let mut action = forward(cluster(&cluster_name(port, "", &svc.hostname)), None);
+    action.hash_policy =
+        super::cluster::hash_policy(ctx.rules.get(&svc.hostname).map(|(_, dr)| dr), port, "");
     r::Route {
         name: "default".into(),
         r#match: Some(prefix_match("/")),
-        action: Some(r::route::Action::Route(forward(
-            cluster(&cluster_name(port, "", &svc.hostname)),
-            None,
-        ))),
+        action: Some(r::route::Action::Route(action)),
         ..Default::default()
     }
 }
@@ -98,40 +120,100 @@ fn forward(
     }
 }
 
-/// Envoy routes for one VirtualService on one service port (of `vs_namespace`).
+/// Where routes are built for: the sidecars of the mesh, or some gateways.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Sidecars' outbound routes (the `mesh` gateway) on a service port.
+    Mesh {
+        /// The service port.
+        port: u16,
+    },
+    /// A gateway server port, for these gateways (`namespace`, `name`).
+    Gateways {
+        /// The server port.
+        port: u16,
+        /// The gateways.
+        gateways: &'a BTreeSet<(String, String)>,
+    },
+}
+
+impl Scope<'_> {
+    /// The port requests arrive on, which `match.port` compares with.
+    pub fn port(&self) -> u16 {
+        match self {
+            Scope::Mesh { port } | Scope::Gateways { port, .. } => *port,
+        }
+    }
+
+    /// Whether a match block's `gateways` (written in `vs_namespace`) include this
+    /// scope; an empty list inherits the VirtualService's, already checked.
+    fn admits(&self, gateways: &[String], vs_namespace: &str) -> bool {
+        if gateways.is_empty() {
+            return true;
+        }
+        match self {
+            Scope::Mesh { .. } => gateways.iter().any(|g| g == MESH),
+            Scope::Gateways { gateways: ours, .. } => gateways
+                .iter()
+                .filter_map(|g| gateway_ref(g, vs_namespace))
+                .any(|g| ours.contains(&g)),
+        }
+    }
+}
+
+/// The reserved gateway name for the sidecars of the mesh.
+pub const MESH: &str = "mesh";
+
+/// A gateway as a VirtualService names it, resolved: `name` in the VirtualService's
+/// namespace, `namespace/name` as written; `None` for `mesh`.
+pub fn gateway_ref(entry: &str, vs_namespace: &str) -> Option<(String, String)> {
+    if entry == MESH {
+        return None;
+    }
+    Some(match entry.split_once('/') {
+        Some((ns, name)) => (ns.to_string(), name.to_string()),
+        None => (vs_namespace.to_string(), entry.to_string()),
+    })
+}
+
+/// Envoy routes for one VirtualService (of `vs_namespace`) in `scope`.
 pub fn virtual_service_routes(
     ctx: &RouteContext<'_>,
     vs: &VirtualService,
     vs_name: &str,
     vs_namespace: &str,
-    port: u16,
+    scope: Scope<'_>,
     diagnostics: &mut Diagnostics,
 ) -> Vec<r::Route> {
+    let port = scope.port();
     let mut out = Vec::new();
     for (i, http) in vs.http.iter().enumerate() {
         let name = http
             .name
             .clone()
             .unwrap_or_else(|| format!("{vs_namespace}/{vs_name}/{i}"));
-        let Some(action) = action(ctx, http, vs_namespace, port, &name, diagnostics) else {
-            continue;
-        };
         let matches: Vec<Option<&HttpMatchRequest>> = if http.matches.is_empty() {
             vec![None]
         } else {
-            http.matches.iter().map(Some).collect()
+            http.matches
+                .iter()
+                .filter(|m| m.port.is_none_or(|p| p == u32::from(port)))
+                .filter(|m| scope.admits(&m.gateways, vs_namespace))
+                .map(Some)
+                .collect()
+        };
+        if matches.is_empty() {
+            continue;
+        }
+        let label = format!("{vs_namespace}/{vs_name}: route {name}");
+        let Some(action) = action(ctx, http, vs_namespace, scope, &label, diagnostics) else {
+            continue;
         };
         for m in matches {
             if let Some(m) = m {
-                if m.port.is_some_and(|p| p != u32::from(port)) {
-                    continue;
-                }
-                if !m.source_labels.is_empty()
-                    || m.source_namespace.is_some()
-                    || !m.gateways.is_empty()
-                {
+                if !m.source_labels.is_empty() || m.source_namespace.is_some() {
                     diagnostics.warn(format!(
-                        "{vs_namespace}/{vs_name}: route {name}: matching on the caller (sourceLabels, sourceNamespace, gateways) is not supported yet; the match is skipped"
+                        "{vs_namespace}/{vs_name}: route {name}: matching on the caller (sourceLabels, sourceNamespace) is not supported yet; the match is skipped"
                     ));
                     continue;
                 }
@@ -148,14 +230,22 @@ pub fn virtual_service_routes(
             };
             if let Some(h) = &http.headers {
                 if let Some(req) = &h.request {
-                    let (add, remove) = header_ops(req);
-                    route.request_headers_to_add = add;
-                    route.request_headers_to_remove = remove;
+                    let ops = header_ops(req);
+                    route.request_headers_to_add = ops.add;
+                    route.request_headers_to_remove = ops.remove;
+                    // The authority is not a header to the proxy: it is rewritten.
+                    if let (Some(authority), Some(r::route::Action::Route(a))) =
+                        (ops.authority, &mut route.action)
+                    {
+                        a.host_rewrite_specifier = Some(
+                            r::route_action::HostRewriteSpecifier::HostRewriteLiteral(authority),
+                        );
+                    }
                 }
                 if let Some(resp) = &h.response {
-                    let (add, remove) = header_ops(resp);
-                    route.response_headers_to_add = add;
-                    route.response_headers_to_remove = remove;
+                    let ops = header_ops(resp);
+                    route.response_headers_to_add = ops.add;
+                    route.response_headers_to_remove = ops.remove;
                 }
             }
             // A rewrite of the matched prefix needs the match to know what it replaces.
@@ -192,10 +282,12 @@ fn action(
     ctx: &RouteContext<'_>,
     http: &HttpRoute,
     vs_namespace: &str,
-    port: u16,
+    scope: Scope<'_>,
+    // Names the route in warnings.
     name: &str,
     diagnostics: &mut Diagnostics,
 ) -> Option<r::route::Action> {
+    let port = scope.port();
     if let Some(d) = &http.direct_response {
         use weft_model::networking::virtual_service::HttpBody;
         let body = d
@@ -231,6 +323,7 @@ fn action(
         use r::redirect_action::{
             PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier,
         };
+        use weft_model::networking::virtual_service::RedirectPortSelection;
         let code = match rd.redirect_code.unwrap_or(301) {
             302 => RedirectResponseCode::Found,
             303 => RedirectResponseCode::SeeOther,
@@ -238,9 +331,14 @@ fn action(
             308 => RedirectResponseCode::PermanentRedirect,
             _ => RedirectResponseCode::MovedPermanently,
         };
+        // The proxy cannot read the request's port back, but routes are built per port.
+        let derived = match rd.derive_port {
+            Some(RedirectPortSelection::FromRequestPort) => u32::from(port),
+            _ => 0,
+        };
         return Some(r::route::Action::Redirect(r::RedirectAction {
             host_redirect: rd.authority.clone().unwrap_or_default(),
-            port_redirect: rd.port.unwrap_or(0),
+            port_redirect: rd.port.unwrap_or(derived),
             response_code: code as i32,
             scheme_rewrite_specifier: rd
                 .scheme
@@ -252,7 +350,7 @@ fn action(
     }
     if http.route.is_empty() {
         diagnostics.warn(format!(
-            "route {name}: no destination (delegation is not supported yet)"
+            "{name}: no destination (delegation is not supported yet)"
         ));
         return None;
     }
@@ -261,7 +359,7 @@ fn action(
     for d in &http.route {
         let Some(svc) = ctx.services.resolve(&d.destination.host, vs_namespace) else {
             diagnostics.warn(format!(
-                "route {name}: destination host {:?} is not a known service",
+                "{name}: destination host {:?} is not a known service",
                 d.destination.host
             ));
             continue;
@@ -271,24 +369,19 @@ fn action(
             .port
             .map(|p| p.number as u16)
             .filter(|p| *p != 0)
-            .or_else(|| {
-                if svc.ports.contains_key(&port) {
-                    Some(port)
-                } else {
-                    svc.default_port()
-                }
+            .or_else(|| match scope {
+                // A sidecar keeps the port the caller used when the destination has it.
+                Scope::Mesh { port } if svc.ports.contains_key(&port) => Some(port),
+                _ => svc.default_port(),
             });
         let Some(dport) = dport else {
-            diagnostics.warn(format!(
-                "route {name}: service {} has no port",
-                svc.hostname
-            ));
+            diagnostics.warn(format!("{name}: service {} has no port", svc.hostname));
             continue;
         };
         let subset = d.destination.subset.clone().unwrap_or_default();
         if !subset.is_empty() && !subset_exists(ctx, &svc.hostname, &subset) {
             diagnostics.warn(format!(
-                "route {name}: subset {subset:?} of {} is not defined by a DestinationRule",
+                "{name}: subset {subset:?} of {} is not defined by a DestinationRule",
                 svc.hostname
             ));
         }
@@ -311,10 +404,18 @@ fn action(
         };
         if let Some(h) = &d.headers {
             if let Some(req) = &h.request {
-                (arm.request_headers_to_add, arm.request_headers_to_remove) = header_ops(req);
+                let ops = header_ops(req);
+                (arm.request_headers_to_add, arm.request_headers_to_remove) = (ops.add, ops.remove);
+                if ops.authority.is_some() {
+                    diagnostics.warn(format!(
+                        "{name}: setting the authority per destination is not supported yet and was left out (set it for the route)"
+                    ));
+                }
             }
             if let Some(resp) = &h.response {
-                (arm.response_headers_to_add, arm.response_headers_to_remove) = header_ops(resp);
+                let ops = header_ops(resp);
+                (arm.response_headers_to_add, arm.response_headers_to_remove) =
+                    (ops.add, ops.remove);
             }
         }
         arms.push(arm);
@@ -357,7 +458,10 @@ fn action(
                 for c in on.split(',').map(str::trim).filter(|c| !c.is_empty()) {
                     match c.parse::<u32>() {
                         Ok(code) => codes.push(code),
-                        Err(_) => conditions.push(c.to_string()),
+                        Err(_) if RETRY_ON.contains(&c) => conditions.push(c.to_string()),
+                        Err(_) => diagnostics.warn(format!(
+                            "{name}: retry condition {c:?} is not supported and was left out"
+                        )),
                     }
                 }
                 if !codes.is_empty() && !conditions.iter().any(|c| c == "retriable-status-codes") {
@@ -474,7 +578,15 @@ fn match_request(m: &HttpMatchRequest) -> r::RouteMatch {
     }
 }
 
-fn header_ops(ops: &HeaderOperations) -> (Vec<HeaderValueOption>, Vec<String>) {
+/// Header edits as Envoy takes them.
+struct HeaderOps {
+    add: Vec<HeaderValueOption>,
+    remove: Vec<String>,
+    /// A new authority (`host` or `:authority` set or added), a rewrite to the proxy.
+    authority: Option<String>,
+}
+
+fn header_ops(ops: &HeaderOperations) -> HeaderOps {
     let option = |k: &String, v: &String, action: HeaderAppendAction| HeaderValueOption {
         header: Some(HeaderValue {
             key: k.clone(),
@@ -484,15 +596,26 @@ fn header_ops(ops: &HeaderOperations) -> (Vec<HeaderValueOption>, Vec<String>) {
         append_action: action as i32,
         ..Default::default()
     };
-    let mut add: Vec<HeaderValueOption> = ops
-        .set
-        .iter()
-        .map(|(k, v)| option(k, v, HeaderAppendAction::OverwriteIfExistsOrAdd))
-        .collect();
-    add.extend(
-        ops.add
-            .iter()
-            .map(|(k, v)| option(k, v, HeaderAppendAction::AppendIfExistsOrAdd)),
-    );
-    (add, ops.remove.clone())
+    let is_authority = |k: &str| k.eq_ignore_ascii_case("host") || k == ":authority";
+    let mut authority = None;
+    let mut add = Vec::new();
+    for (k, v) in &ops.set {
+        if is_authority(k) {
+            authority = Some(v.clone());
+        } else {
+            add.push(option(k, v, HeaderAppendAction::OverwriteIfExistsOrAdd));
+        }
+    }
+    for (k, v) in &ops.add {
+        if is_authority(k) {
+            authority.get_or_insert_with(|| v.clone());
+        } else {
+            add.push(option(k, v, HeaderAppendAction::AppendIfExistsOrAdd));
+        }
+    }
+    HeaderOps {
+        add,
+        remove: ops.remove.clone(),
+        authority,
+    }
 }

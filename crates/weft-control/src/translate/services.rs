@@ -6,6 +6,7 @@ use crate::registry::{Instance, InstancePort};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use weft_model::networking::service_entry::{Resolution, ServiceEntry};
+use weft_model::networking::WorkloadEntry;
 use weft_model::weft::workload::Workload;
 use weft_model::{Resource, Spec};
 
@@ -26,16 +27,37 @@ pub struct ServicePort {
 impl ServicePort {
     /// Whether the port carries HTTP (of any version).
     pub fn is_http(&self) -> bool {
-        self.protocol != "tcp"
+        is_http_protocol(&self.protocol)
     }
 
     /// Whether upstream connections should speak HTTP/2.
     pub fn is_http2(&self) -> bool {
-        matches!(
-            self.protocol.as_str(),
-            "http2" | "grpc" | "grpc-web" | "h2c"
-        )
+        is_http2_protocol(&self.protocol)
     }
+}
+
+/// Whether a (lower-case) protocol is HTTP of some version; everything else (`tcp`,
+/// `tls`, `https`, `mongo`, ...) is forwarded as opaque bytes.
+pub fn is_http_protocol(protocol: &str) -> bool {
+    matches!(protocol, "http" | "http2" | "grpc" | "grpc-web" | "h2c")
+}
+
+/// Whether a (lower-case) protocol needs HTTP/2 connections.
+pub fn is_http2_protocol(protocol: &str) -> bool {
+    matches!(protocol, "http2" | "grpc" | "grpc-web" | "h2c")
+}
+
+/// How a service's endpoints are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Discovery {
+    /// The instances' addresses, sent over EDS.
+    #[default]
+    Endpoints,
+    /// The instances' addresses are names the proxy resolves, all addresses used
+    /// (ServiceEntry `DNS`, or an instance registered by host name).
+    Dns,
+    /// One name the proxy resolves, the first address used (`DNS_ROUND_ROBIN`).
+    DnsRoundRobin,
 }
 
 /// A service.
@@ -53,6 +75,8 @@ pub struct Service {
     pub instances: Vec<Arc<Instance>>,
     /// Declared by a ServiceEntry (an external or registered host).
     pub entry: bool,
+    /// How its endpoints are found.
+    pub discovery: Discovery,
 }
 
 impl Service {
@@ -110,6 +134,7 @@ impl Services {
                 ports: BTreeMap::new(),
                 instances: Vec::new(),
                 entry: false,
+                discovery: Discovery::Endpoints,
             });
             for p in &i.ports {
                 svc.ports
@@ -121,6 +146,16 @@ impl Services {
                     });
             }
             svc.instances.push(i);
+        }
+        // Instances registered by host name are resolved by the proxy.
+        for svc in by_host.values_mut() {
+            if svc
+                .instances
+                .iter()
+                .any(|i| i.address.parse::<std::net::IpAddr>().is_err())
+            {
+                svc.discovery = Discovery::Dns;
+            }
         }
         for r in resources {
             if let Spec::ServiceEntry(se) = &r.spec {
@@ -181,6 +216,7 @@ fn workload_instance(r: &Resource, w: &Workload) -> Instance {
         healthy: true,
         sidecar: false,
         weight: w.weight.unwrap_or(1),
+        owner: String::new(),
     }
 }
 
@@ -201,7 +237,8 @@ pub fn protocol_of(port_name: &str) -> String {
 }
 
 fn add_service_entry(by_host: &mut BTreeMap<String, Service>, r: &Resource, se: &ServiceEntry) {
-    let ports: BTreeMap<u16, ServicePort> = se
+    // (port, where endpoints listen when their entry does not say).
+    let ports: Vec<(ServicePort, u16)> = se
         .ports
         .iter()
         .map(|p| {
@@ -210,55 +247,62 @@ fn add_service_entry(by_host: &mut BTreeMap<String, Service>, r: &Resource, se: 
             } else {
                 p.protocol.to_ascii_lowercase()
             };
+            let number = p.number as u16;
+            let target = p.target_port.map_or(number, |t| t as u16);
             (
-                p.number as u16,
                 ServicePort {
                     name: p.name.clone(),
-                    number: p.number as u16,
+                    number,
                     protocol,
                 },
+                target,
             )
         })
         .collect();
+    let resolution = se.resolution.unwrap_or(Resolution::None);
+    let discovery = match resolution {
+        Resolution::Static => Discovery::Endpoints,
+        Resolution::DnsRoundRobin => Discovery::DnsRoundRobin,
+        // NONE forwards to the address the caller resolved; a caller that names the host
+        // to Weft's HTTP proxy leaves the resolving to the proxy.
+        Resolution::Dns | Resolution::None => Discovery::Dns,
+    };
     for host in &se.hosts {
         if host.starts_with('*') {
             continue;
         }
-        let mut instances = Vec::new();
-        let static_endpoints = matches!(
-            se.resolution,
-            Some(Resolution::Static)
-                | Some(Resolution::Dns)
-                | Some(Resolution::DnsRoundRobin)
-                | None
-        );
-        if static_endpoints {
-            for (n, ep) in se.endpoints.iter().enumerate() {
-                instances.push(Arc::new(Instance {
-                    id: format!("serviceentry/{}/{}/{n}", r.namespace(), r.name()),
-                    service: host.clone(),
-                    namespace: r.namespace().to_string(),
-                    labels: ep.labels.clone(),
-                    address: ep.address.clone(),
-                    ports: ports
-                        .values()
-                        .map(|p| InstancePort {
-                            name: p.name.clone(),
-                            service_port: p.number,
-                            endpoint_port: ep
-                                .ports
-                                .get(&p.name)
-                                .map(|n| *n as u16)
-                                .unwrap_or(p.number),
-                            app_port: None,
-                            protocol: p.protocol.clone(),
-                        })
-                        .collect(),
-                    healthy: true,
-                    sidecar: false,
-                    weight: ep.weight.unwrap_or(1).max(1),
-                }));
-            }
+        let instance = |n: usize, address: &str, ep: Option<&WorkloadEntry>| Instance {
+            id: format!("serviceentry/{}/{}/{n}", r.namespace(), r.name()),
+            service: host.clone(),
+            namespace: r.namespace().to_string(),
+            labels: ep.map(|e| e.labels.clone()).unwrap_or_default(),
+            address: address.to_string(),
+            ports: ports
+                .iter()
+                .map(|(p, target)| InstancePort {
+                    name: p.name.clone(),
+                    service_port: p.number,
+                    endpoint_port: ep
+                        .and_then(|e| e.ports.get(&p.name))
+                        .map_or(*target, |n| *n as u16),
+                    app_port: None,
+                    protocol: p.protocol.clone(),
+                })
+                .collect(),
+            healthy: true,
+            sidecar: false,
+            weight: ep.and_then(|e| e.weight).unwrap_or(1).max(1),
+            owner: String::new(),
+        };
+        let mut instances: Vec<Arc<Instance>> = se
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(n, ep)| Arc::new(instance(n, &ep.address, Some(ep))))
+            .collect();
+        // DNS without endpoints resolves the host itself.
+        if instances.is_empty() && discovery != Discovery::Endpoints {
+            instances.push(Arc::new(instance(0, host, None)));
         }
         by_host.insert(
             host.clone(),
@@ -266,9 +310,10 @@ fn add_service_entry(by_host: &mut BTreeMap<String, Service>, r: &Resource, se: 
                 namespace: r.namespace().to_string(),
                 name: host.clone(),
                 hostname: host.clone(),
-                ports: ports.clone(),
+                ports: ports.iter().map(|(p, _)| (p.number, p.clone())).collect(),
                 instances,
                 entry: true,
+                discovery,
             },
         );
     }
@@ -295,6 +340,7 @@ mod tests {
             healthy: true,
             sidecar: true,
             weight: 1,
+            owner: String::new(),
         })
     }
 

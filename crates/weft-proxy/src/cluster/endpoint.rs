@@ -76,25 +76,34 @@ impl Ewma {
         }
     }
 
-    /// Records one observed response time.
+    /// Records one observed response time: a slower one is taken at once (the peak),
+    /// a faster one blended in by how long ago the last observation was.
     pub fn observe(&self, rtt: Duration, decay: Duration) {
         let now = Instant::now();
         let rtt = rtt.as_nanos() as f64;
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if rtt > s.0 {
-            s.0 = rtt;
+        let w = decay_weight(now.saturating_duration_since(s.1), decay);
+        let current = s.0 * w;
+        s.0 = if rtt > current {
+            rtt
         } else {
-            let elapsed = now.saturating_duration_since(s.1).as_nanos() as f64;
-            let w = (-elapsed / decay.as_nanos().max(1) as f64).exp();
-            s.0 = s.0 * w + rtt * (1.0 - w);
-        }
+            current + rtt * (1.0 - w)
+        };
         s.1 = now;
     }
 
-    /// The current estimate, in nanoseconds.
-    pub fn estimate(&self) -> f64 {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).0
+    /// The current estimate, in nanoseconds. Time without observations counts as fast
+    /// ones (the estimate decays toward zero, as in tower's Peak-EWMA), so an endpoint
+    /// that was slow once, or never tried, is tried again rather than starved.
+    pub fn estimate(&self, decay: Duration) -> f64 {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 * decay_weight(Instant::now().saturating_duration_since(s.1), decay)
     }
+}
+
+/// How much of an estimate `elapsed` ago still counts.
+fn decay_weight(elapsed: Duration, decay: Duration) -> f64 {
+    (-(elapsed.as_nanos() as f64) / decay.as_nanos().max(1) as f64).exp()
 }
 
 /// Limits of the connection pools of one endpoint, copied from its cluster.
@@ -273,10 +282,15 @@ mod tests {
     fn ewma_jumps_to_peaks_and_decays() {
         let e = Ewma::new(Duration::from_millis(10));
         e.observe(Duration::from_millis(100), Duration::from_secs(10));
-        assert_eq!(e.estimate(), 100e6);
+        let fresh = e.estimate(Duration::from_secs(10));
+        assert!((99e6..=100e6).contains(&fresh), "peak: {fresh}");
         std::thread::sleep(Duration::from_millis(20));
         e.observe(Duration::from_millis(1), Duration::from_millis(10));
-        assert!(e.estimate() < 50e6, "decayed: {}", e.estimate());
+        let blended = e.estimate(Duration::from_secs(10));
+        assert!(blended < 50e6, "decayed: {blended}");
+        // Idle time decays the estimate toward zero.
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(e.estimate(Duration::from_millis(10)) < blended * 0.1);
     }
 
     #[test]

@@ -368,13 +368,13 @@ impl LoadBalancer {
                 }
                 best
             }
-            LbPolicy::PeakEwma { .. } => {
+            LbPolicy::PeakEwma { decay, .. } => {
                 let a = set.random_index();
                 let mut b = set.random_index();
                 if n > 1 && a == b {
                     b = (a + 1 + fastrand::usize(0..n - 1)) % n;
                 }
-                if ewma_cost(&set.hosts[b]) < ewma_cost(&set.hosts[a]) {
+                if ewma_cost(&set.hosts[b], *decay) < ewma_cost(&set.hosts[a], *decay) {
                     b
                 } else {
                     a
@@ -404,9 +404,9 @@ fn load_cost(e: &Endpoint, uniform: bool) -> f64 {
 }
 
 /// Peak-EWMA cost: latency estimate times (requests in flight + 1), over weight.
-fn ewma_cost(e: &Endpoint) -> f64 {
+fn ewma_cost(e: &Endpoint, decay: Duration) -> f64 {
     let active = f64::from(e.active.load(Ordering::Relaxed));
-    e.ewma.estimate() * (active + 1.0) / f64::from(e.weight())
+    e.ewma.estimate(decay) * (active + 1.0) / f64::from(e.weight())
 }
 
 #[cfg(test)]

@@ -224,6 +224,65 @@ pub fn compile_bootstrap(
     }
 }
 
+/// Checks one resource received over xDS as the proxy does when it applies it: decoded
+/// by its type (CDS, EDS, LDS or RDS), every field set is one the proxy honours, and it
+/// compiles. Nothing is bound or started. `clusters` are the cluster names the proxy
+/// knows (TCP proxies must name one); routes, as over RDS, may name clusters yet to come.
+/// For control planes and tests that must emit only what the proxy accepts.
+pub fn check_resource(
+    type_url: &str,
+    resource: &protobuf::Any,
+    clusters: &HashSet<String>,
+) -> Result<(), ConfigErrors> {
+    use weft_xds::pb::envoy::config::{cluster as c, endpoint as e, listener as l, route as r};
+    use weft_xds::type_url as t;
+    let metrics = Metrics::new();
+    let mut ctx = Context {
+        metrics: &metrics,
+        workers: 1,
+        clusters: Arc::new(ArcSwap::from_pointee(ClusterMap::new())),
+        cluster_names: clusters.clone(),
+        rds: Some(RouteRegistry::default()),
+        validate_clusters: false,
+        dynamic: true,
+        errors: Vec::new(),
+    };
+    let path = type_name(&resource.type_url).to_string();
+    if resource.type_url != type_url {
+        ctx.error(&path, format!("expected a {type_url}"));
+        return Err(ConfigErrors(ctx.errors));
+    }
+    support::check_encoded(resource, &path, &mut ctx.errors);
+    match type_url {
+        t::CLUSTER => {
+            if let Some(x) = decode_any::<c::v3::Cluster>(resource, &path, &mut ctx) {
+                cluster::compile(&x, &path, &mut ctx);
+            }
+        }
+        t::CLUSTER_LOAD_ASSIGNMENT => {
+            if let Some(x) = decode_any::<e::v3::ClusterLoadAssignment>(resource, &path, &mut ctx) {
+                cluster::assignment_endpoints(&x, &path, &mut ctx);
+            }
+        }
+        t::LISTENER => {
+            if let Some(x) = decode_any::<l::v3::Listener>(resource, &path, &mut ctx) {
+                listener::compile(&x, &path, &mut ctx);
+            }
+        }
+        t::ROUTE_CONFIGURATION => {
+            if let Some(x) = decode_any::<r::v3::RouteConfiguration>(resource, &path, &mut ctx) {
+                route::compile(&x, &path, &mut ctx);
+            }
+        }
+        other => ctx.error(&path, format!("weft does not take {other} over xDS")),
+    }
+    if ctx.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(ctx.errors))
+    }
+}
+
 /// A `google.protobuf.Duration` as a std duration; negative ones are errors.
 pub fn duration(d: &protobuf::Duration, path: &str, ctx: &mut Context<'_>) -> Option<Duration> {
     if d.seconds < 0 || d.nanos < 0 {

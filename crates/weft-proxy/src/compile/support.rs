@@ -173,6 +173,24 @@ pub fn check(msg: &DynamicMessage, path: &str, errors: &mut Vec<ConfigError>) {
     }
 }
 
+/// [`check`] on an encoded resource (an xDS `Any`), decoded by its type URL. Types the
+/// descriptors do not know are left to the compiler, which refuses them in context.
+pub fn check_encoded(
+    any: &weft_xds::pb::google::protobuf::Any,
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) {
+    let pool = weft_xds::descriptor_pool();
+    let name = super::type_name(&any.type_url);
+    let Some(desc) = pool.get_message_by_name(name) else {
+        return;
+    };
+    match DynamicMessage::decode(desc, any.value.as_slice()) {
+        Ok(m) => check(&m, path, errors),
+        Err(e) => errors.push(ConfigError::new(path, format!("cannot decode: {e}"))),
+    }
+}
+
 fn check_value(value: &Value, path: &str, errors: &mut Vec<ConfigError>) {
     match value {
         Value::Message(m) => check(m, path, errors),

@@ -43,8 +43,8 @@ pub struct SidecarSpec {
     pub ports: Vec<PortSpec>,
     /// The outbound (HTTP proxy) listener's port.
     pub outbound_port: u16,
-    /// Ports a gateway listens on.
-    pub gateway_ports: Vec<u16>,
+    /// Gateway server ports a gateway serves, each with the local port it binds.
+    pub gateway_ports: Vec<(u16, u16)>,
     /// Admin listener port (0: any).
     pub admin_port: u16,
     /// Control-plane xDS addresses (`host:port`), tried in turn.
@@ -73,10 +73,12 @@ impl SidecarSpec {
         );
         let _ = writeln!(
             y,
-            "    WEFT_INBOUND_ADDRESS: {}\n    WEFT_OUTBOUND_PORT: {}",
+            "    WEFT_INBOUND_ADDRESS: {}",
             q(&self.inbound_address.to_string()),
-            self.outbound_port
         );
+        if self.outbound_port != 0 {
+            let _ = writeln!(y, "    WEFT_OUTBOUND_PORT: {}", self.outbound_port);
+        }
         y.push_str("    WEFT_LABELS:");
         if self.labels.is_empty() {
             y.push_str(" {}\n");
@@ -103,7 +105,12 @@ impl SidecarSpec {
                 );
             }
         }
-        let _ = writeln!(y, "    WEFT_GATEWAY_PORTS: {:?}", self.gateway_ports);
+        let gateway_ports: Vec<String> = self
+            .gateway_ports
+            .iter()
+            .map(|(port, bind)| format!("{{ port: {port}, bind: {bind} }}"))
+            .collect();
+        let _ = writeln!(y, "    WEFT_GATEWAY_PORTS: [{}]", gateway_ports.join(", "));
         let _ = writeln!(
             y,
             "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }}",

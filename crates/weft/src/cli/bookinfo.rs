@@ -30,9 +30,11 @@ pub fn run(args: BookinfoArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(weft_bookinfo::serve(
-        service,
-        ([127, 0, 0, 1], args.port).into(),
-    ))?;
+    runtime.block_on(async {
+        tokio::select! {
+            served = weft_bookinfo::serve(service, ([127, 0, 0, 1], args.port).into()) => served,
+            _ = super::signals::terminated() => Ok(()),
+        }
+    })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -84,7 +84,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build();
             if let Ok(rt) = rt {
-                rt.block_on(wait_for_signal());
+                rt.block_on(super::signals::terminated());
                 tracing::info!("signal received; draining");
                 handle.shutdown();
             }
@@ -92,20 +92,6 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     running.wait();
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,116 @@
+//! The REST API the CLI speaks (JSON over HTTP/1.1):
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /ready` | 200 once the first translation is done |
+//! | `GET /metrics` | the control plane's metrics (Prometheus text) |
+//! | `POST /api/v1/apply?dryRun&partial` | apply files ([`types::DocumentsRequest`]) |
+//! | `POST /api/v1/delete?dryRun` | delete the resources files name |
+//! | `GET /api/v1/resources/{kind}?namespace=NS` | list (`namespace=*`: every namespace) |
+//! | `GET /api/v1/resources/{kind}/{namespace}/{name}` | one resource |
+//! | `DELETE /api/v1/resources/{kind}/{namespace}/{name}` | delete one |
+//! | `GET /api/v1/services?namespace=NS` | services, instances and health |
+//! | `GET /api/v1/services/{namespace}/{name}` | one service described |
+//! | `GET /api/v1/proxies` | connected proxies and their sync state |
+//! | `PUT /api/v1/registry/{namespace}/{service}/{id}/health` | a sidecar reports its application's health |
+//!
+//! Errors are JSON [`types::ErrorBody`] with a 4xx or 5xx status.
+
+mod changes;
+mod handlers;
+pub mod types;
+
+use crate::mesh::Mesh;
+use crate::metrics::Metrics;
+use crate::proxies::Proxies;
+use crate::registrar::Registrar;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use std::sync::Arc;
+use types::ErrorBody;
+use weft_store::{Store, StoreError};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Api {
+    /// The followed mesh.
+    pub mesh: Arc<Mesh>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Registrations.
+    pub registrar: Arc<Registrar>,
+    /// Connected proxies.
+    pub proxies: Arc<Proxies>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The API's routes.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/ready", get(handlers::ready))
+        .route("/metrics", get(handlers::metrics))
+        .route("/api/v1/apply", post(changes::apply))
+        .route("/api/v1/delete", post(changes::delete_documents))
+        .route("/api/v1/resources/{kind}", get(handlers::list_resources))
+        .route(
+            "/api/v1/resources/{kind}/{namespace}/{name}",
+            get(handlers::get_resource).delete(changes::delete_one),
+        )
+        .route("/api/v1/services", get(handlers::list_services))
+        .route(
+            "/api/v1/services/{namespace}/{name}",
+            get(handlers::describe_service),
+        )
+        .route("/api/v1/proxies", get(handlers::proxies))
+        .route(
+            "/api/v1/registry/{namespace}/{service}/{id}/health",
+            put(handlers::report_health),
+        )
+        .fallback(handlers::not_found)
+        .with_state(api)
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    /// An error with `status`.
+    pub fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: error.into(),
+                details: Vec::new(),
+            },
+        }
+    }
+
+    /// Adds one line per problem.
+    pub fn with_details(mut self, details: Vec<String>) -> ApiError {
+        self.body.details = details;
+        self
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        tracing::warn!(error = %e, "store operation failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store is unavailable: {e}"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}

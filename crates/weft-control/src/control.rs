@@ -1,0 +1,273 @@
+//! One control-plane replica: the store it opens, the mesh it follows, the xDS server
+//! and the REST API it serves, and an orderly shutdown.
+
+use crate::api::{self, Api};
+use crate::mesh::{Debounce, Mesh};
+use crate::metrics::Metrics;
+use crate::proxies::Proxies;
+use crate::registrar::{Graces, Registrar};
+use crate::source::MeshSource;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use weft_store::etcd::EtcdStore;
+use weft_store::redb::RedbStore;
+use weft_store::{Store, StoreError};
+use weft_xds::server::AdsServer;
+
+/// Istio's port for plaintext xDS.
+pub const DEFAULT_XDS_PORT: u16 = 15010;
+/// Istio's port for the control plane's HTTP monitoring; Weft's REST API lives there.
+pub const DEFAULT_API_PORT: u16 = 15014;
+
+/// How to run a replica.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the embedded store lives (unused with etcd).
+    pub data_dir: PathBuf,
+    /// `etcd://host:port,...`; `None` for the embedded store.
+    pub store: Option<String>,
+    /// xDS (gRPC) listen address.
+    pub xds_address: SocketAddr,
+    /// REST API listen address.
+    pub api_address: SocketAddr,
+    /// Debouncing of changes.
+    pub debounce: Debounce,
+    /// Registry timings.
+    pub graces: Graces,
+}
+
+impl Config {
+    /// Defaults on 127.0.0.1 with Istio's port numbers.
+    pub fn new(data_dir: PathBuf) -> Config {
+        Config {
+            data_dir,
+            store: None,
+            xds_address: SocketAddr::from(([127, 0, 0, 1], DEFAULT_XDS_PORT)),
+            api_address: SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)),
+            debounce: Debounce::default(),
+            graces: Graces::default(),
+        }
+    }
+}
+
+/// Why a replica could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error("cannot open the store {what}: {source}")]
+    Store {
+        /// Which store.
+        what: String,
+        /// Why.
+        source: StoreError,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A listen address could not be bound.
+    #[error("cannot listen for {what} on {address}: {source}")]
+    Bind {
+        /// xDS or API.
+        what: &'static str,
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Opens the store a configuration names.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    match &config.store {
+        Some(url) if url.starts_with("etcd://") => {
+            let store = EtcdStore::connect(url)
+                .await
+                .map_err(|source| StartError::Store {
+                    what: url.clone(),
+                    source,
+                })?;
+            Ok(Arc::new(store))
+        }
+        other => {
+            let path = match other {
+                Some(path) => PathBuf::from(path.strip_prefix("redb://").unwrap_or(path)),
+                None => {
+                    std::fs::create_dir_all(&config.data_dir).map_err(|source| {
+                        StartError::DataDir {
+                            path: config.data_dir.clone(),
+                            source,
+                        }
+                    })?;
+                    config.data_dir.join("store.redb")
+                }
+            };
+            let store = RedbStore::open(&path).map_err(|source| StartError::Store {
+                what: path.display().to_string(),
+                source,
+            })?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// A running replica.
+pub struct ControlPlane {
+    /// Where xDS is served.
+    pub xds_address: SocketAddr,
+    /// Where the REST API is served.
+    pub api_address: SocketAddr,
+    /// This replica's id.
+    pub replica: String,
+    mesh: Arc<Mesh>,
+    registrar: Arc<Registrar>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+fn replica_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{}-{:08x}", std::process::id(), nanos ^ 0x5eed_f00d)
+}
+
+impl ControlPlane {
+    /// Opens the store, starts following it, and serves xDS and the API.
+    pub async fn start(config: Config) -> Result<ControlPlane, StartError> {
+        let store = open_store(&config).await?;
+        Self::start_with_store(config, store).await
+    }
+
+    /// Like [`ControlPlane::start`] with an already opened store.
+    pub async fn start_with_store(
+        config: Config,
+        store: Arc<dyn Store>,
+    ) -> Result<ControlPlane, StartError> {
+        let bind = |what, address| async move {
+            TcpListener::bind(address)
+                .await
+                .map_err(|source| StartError::Bind {
+                    what,
+                    address,
+                    source,
+                })
+        };
+        let xds_listener = bind("xDS", config.xds_address).await?;
+        let api_listener = bind("the API", config.api_address).await?;
+        let xds_address = xds_listener.local_addr().unwrap_or(config.xds_address);
+        let api_address = api_listener.local_addr().unwrap_or(config.api_address);
+
+        let metrics = Arc::new(Metrics::new());
+        let replica = replica_id();
+        let mesh = Mesh::new(store.clone(), metrics.clone(), config.debounce);
+        let registrar = Registrar::new(
+            store.clone(),
+            replica.clone(),
+            config.graces,
+            metrics.clone(),
+        );
+        let proxies = Arc::new(Proxies::default());
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+
+        tasks.spawn(mesh.clone().follow(stopped.clone()));
+        tasks.spawn(registrar.clone().announce(stopped.clone()));
+        tasks.spawn(
+            registrar
+                .clone()
+                .sweep_orphans(Duration::from_secs(1), stopped.clone()),
+        );
+
+        let source = Arc::new(MeshSource::new(
+            mesh.clone(),
+            proxies.clone(),
+            registrar.clone(),
+            metrics.clone(),
+        ));
+        let ads = AdsServer::new(source).into_service();
+        let mut xds_stop = stopped.clone();
+        tasks.spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(xds_listener);
+            let served = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+                .add_service(ads)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = xds_stop.changed().await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "xDS server failed");
+            }
+        });
+
+        let router = api::router(Api {
+            mesh: mesh.clone(),
+            store,
+            registrar: registrar.clone(),
+            proxies,
+            metrics,
+        });
+        let mut api_stop = stopped.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(api_listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = api_stop.changed().await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "API server failed");
+            }
+        });
+        tracing::info!(%xds_address, %api_address, replica, "control plane started");
+        Ok(ControlPlane {
+            xds_address,
+            api_address,
+            replica,
+            mesh,
+            registrar,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Whether the first translation is done.
+    pub fn is_ready(&self) -> bool {
+        self.mesh.is_ready()
+    }
+
+    /// The followed mesh.
+    pub fn mesh(&self) -> &Arc<Mesh> {
+        &self.mesh
+    }
+
+    /// Stops serving: xDS streams end (their proxies keep their configuration and
+    /// reconnect, to another replica if there is one), registrations are left for
+    /// their sidecars to claim elsewhere, the replica's announcement is withdrawn.
+    pub async fn shutdown(mut self) {
+        self.registrar.stop();
+        self.mesh.close();
+        let _ = self.stop.send(true);
+        let drained = tokio::time::timeout(Duration::from_secs(5), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("shutdown timed out; aborting the remaining tasks");
+            self.tasks.abort_all();
+        }
+        tracing::info!("control plane stopped");
+    }
+}

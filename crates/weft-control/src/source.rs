@@ -1,0 +1,221 @@
+//! The xDS [`Source`]: admits each stream, registers a sidecar's workload, and gives
+//! every proxy its view of the current snapshot.
+
+use crate::mesh::Mesh;
+use crate::metrics::{type_label, Metrics};
+use crate::proxies::{unix_now, Proxies, ProxyStatus};
+use crate::registrar::Registrar;
+use crate::registry::{Instance, InstancePort};
+use crate::translate::listener::ProxyInfo;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::watch;
+use tonic::Status;
+use weft_xds::server::{ClientInfo, Pushed, Source, View};
+use weft_xds::Resource;
+
+/// Serves the mesh to xDS clients.
+pub struct MeshSource {
+    mesh: Arc<Mesh>,
+    proxies: Arc<Proxies>,
+    registrar: Arc<Registrar>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeshSource {
+    /// A source over `mesh`.
+    pub fn new(
+        mesh: Arc<Mesh>,
+        proxies: Arc<Proxies>,
+        registrar: Arc<Registrar>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        MeshSource {
+            mesh,
+            proxies,
+            registrar,
+            metrics,
+        }
+    }
+}
+
+/// The instance a sidecar's node describes.
+fn instance_of(node_id: &str, proxy: &ProxyInfo, owner: String) -> Instance {
+    Instance {
+        id: node_id.to_string(),
+        service: proxy.service.clone(),
+        namespace: proxy.namespace.clone(),
+        labels: proxy.labels.clone(),
+        address: proxy
+            .inbound_address
+            .map_or_else(|| "127.0.0.1".to_string(), |a| a.to_string()),
+        ports: proxy
+            .ports
+            .iter()
+            .map(
+                |(name, service_port, app_port, inbound_port, protocol)| InstancePort {
+                    name: name.clone(),
+                    service_port: *service_port,
+                    endpoint_port: *inbound_port,
+                    app_port: Some(*app_port),
+                    protocol: protocol.clone(),
+                },
+            )
+            .collect(),
+        healthy: false,
+        sidecar: true,
+        weight: 1,
+        owner,
+    }
+}
+
+impl Source for MeshSource {
+    fn connect(
+        &self,
+        client: &ClientInfo,
+        _metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Arc<dyn View>, Status> {
+        let proxy = ProxyInfo::from_node(&client.node);
+        let id = client.node.id.clone();
+        let registers = proxy.role == "sidecar" && !proxy.ports.is_empty();
+        if registers && id.is_empty() {
+            return Err(Status::invalid_argument(
+                "a sidecar must send a node id (node.id in its bootstrap)",
+            ));
+        }
+        let owner = self.registrar.owner(client.stream_id);
+        let registration = registers.then(|| {
+            let instance = instance_of(&id, &proxy, owner.clone());
+            let key = instance.key();
+            let registrar = self.registrar.clone();
+            let logged = key.clone();
+            tokio::spawn(async move {
+                if let Err(e) = registrar.register(instance).await {
+                    tracing::warn!(key = logged, error = %e, "cannot register a sidecar's workload");
+                }
+            });
+            key
+        });
+        tracing::info!(
+            node = id,
+            role = proxy.role,
+            service = proxy.service,
+            namespace = proxy.namespace,
+            peer = ?client.peer,
+            delta = client.delta,
+            "proxy connected"
+        );
+        self.proxies.connected(
+            client.stream_id,
+            ProxyStatus {
+                id: id.clone(),
+                role: proxy.role.clone(),
+                service: proxy.service.clone(),
+                namespace: proxy.namespace.clone(),
+                peer: client.peer,
+                protocol: if client.delta { "delta" } else { "sotw" }.to_string(),
+                connected_since: unix_now(),
+                replica: self.registrar.replica().to_string(),
+                types: Default::default(),
+                last_nack: None,
+            },
+        );
+        self.metrics.proxies_connected.inc();
+        Ok(Arc::new(ProxyView {
+            stream: client.stream_id,
+            node: id,
+            proxy,
+            mesh: self.mesh.clone(),
+            proxies: self.proxies.clone(),
+            registrar: self.registrar.clone(),
+            metrics: self.metrics.clone(),
+            registration: registration.map(|key| (key, owner)),
+            connected_at: Instant::now(),
+            last_revision: AtomicU64::new(self.mesh.state().revision),
+        }))
+    }
+}
+
+/// One proxy's view.
+struct ProxyView {
+    stream: u64,
+    node: String,
+    proxy: ProxyInfo,
+    mesh: Arc<Mesh>,
+    proxies: Arc<Proxies>,
+    registrar: Arc<Registrar>,
+    metrics: Arc<Metrics>,
+    /// The registry key and owner of the workload this stream registered.
+    registration: Option<(String, String)>,
+    connected_at: Instant,
+    /// The snapshot revision of the last push, to time pushes caused by changes.
+    last_revision: AtomicU64,
+}
+
+impl View for ProxyView {
+    fn resources(&self, type_url: &str, names: Option<&BTreeSet<String>>) -> Vec<Arc<Resource>> {
+        self.mesh
+            .state()
+            .snapshot
+            .resources_for(&self.proxy, type_url, names)
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.mesh.changes()
+    }
+
+    fn acked(&self, type_url: &str, version: &str) {
+        self.metrics.acks.get_or_create(&type_label(type_url)).inc();
+        self.proxies.acked(self.stream, type_url, version);
+    }
+
+    fn nacked(&self, type_url: &str, version: &str, message: &str) {
+        self.metrics
+            .nacks
+            .get_or_create(&type_label(type_url))
+            .inc();
+        tracing::warn!(
+            node = self.node,
+            type_url,
+            version,
+            message,
+            "proxy rejected a configuration"
+        );
+        self.proxies.nacked(self.stream, type_url, version, message);
+    }
+
+    fn pushed(&self, push: &Pushed<'_>) {
+        let label = type_label(push.type_url);
+        self.metrics.pushes.get_or_create(&label).inc();
+        self.metrics
+            .pushed_resources
+            .get_or_create(&label)
+            .inc_by(push.resources as u64);
+        self.metrics
+            .pushed_bytes
+            .get_or_create(&label)
+            .inc_by(push.bytes as u64);
+        self.proxies
+            .pushed(self.stream, push.type_url, push.version);
+        let state = self.mesh.state();
+        let previous = self.last_revision.swap(state.revision, Ordering::Relaxed);
+        if previous != state.revision && state.changed_at > self.connected_at {
+            self.metrics
+                .push_latency
+                .observe(state.changed_at.elapsed().as_secs_f64());
+        }
+    }
+}
+
+impl Drop for ProxyView {
+    fn drop(&mut self) {
+        tracing::info!(node = self.node, "proxy disconnected");
+        self.proxies.disconnected(self.stream);
+        self.metrics.proxies_connected.dec();
+        if let Some((key, owner)) = self.registration.take() {
+            self.registrar.disconnected(key, owner);
+        }
+    }
+}

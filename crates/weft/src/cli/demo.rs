@@ -1,0 +1,329 @@
+//! `weft demo`: the whole mesh on this machine — a control plane, the Bookinfo
+//! application with a sidecar beside every service (each under `weft run`), and an
+//! ingress gateway — then what to open and what to try.
+
+use super::run::free_port;
+use anyhow::{bail, Context};
+use clap::Args;
+use hyper::Method;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+use weft_control::api::types::{ChangeResponse, Document, DocumentsRequest};
+use weft_control::client::ApiClient;
+use weft_control::control::{DEFAULT_API_PORT, DEFAULT_XDS_PORT};
+use weft_control::{Config, ControlPlane};
+
+/// Flags of `weft demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Local port of the ingress gateway, where the product page is served (0: any).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Control-plane REST API address (`weft get`, `weft apply` talk to it).
+    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)))]
+    pub api_address: SocketAddr,
+    /// Control-plane xDS address.
+    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_XDS_PORT)))]
+    pub xds_address: SocketAddr,
+    /// Directory for the store and the services' logs (default: a new temporary one,
+    /// removed at exit).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// What the demo starts: (service, version, reviews variant).
+const SERVICES: [(&str, &str); 6] = [
+    ("details", "v1"),
+    ("ratings", "v1"),
+    ("reviews", "v1"),
+    ("reviews", "v2"),
+    ("reviews", "v3"),
+    ("productpage", "v1"),
+];
+
+/// Applied at start: the gateway that exposes the product page and the subsets the
+/// traffic-shifting examples use, exactly as Istio's Bookinfo ships them.
+const INITIAL: [(&str, &str); 2] = [
+    (
+        "bookinfo-gateway.yaml",
+        include_str!("../../../../examples/bookinfo/networking/bookinfo-gateway.yaml"),
+    ),
+    (
+        "destination-rule-all.yaml",
+        include_str!("../../../../examples/bookinfo/networking/destination-rule-all.yaml"),
+    ),
+];
+
+struct Child {
+    name: String,
+    process: std::process::Child,
+}
+
+/// Runs `weft demo` until SIGINT or SIGTERM.
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let (data_dir, temporary) = match &args.data_dir {
+        Some(d) => (d.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("weft-demo-{}", std::process::id())),
+            true,
+        ),
+    };
+    let logs = data_dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("weft-demo")
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let result = runtime.block_on(demo(&args, &data_dir, &logs));
+    if temporary {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    result
+}
+
+async fn demo(
+    args: &DemoArgs,
+    data_dir: &std::path::Path,
+    logs: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let mut config = Config::new(data_dir.to_path_buf());
+    config.api_address = args.api_address;
+    config.xds_address = args.xds_address;
+    let control = ControlPlane::start(config).await.context(
+        "starting the control plane (is another `weft demo` or `weft control` running? \
+         choose other ports with --api-address and --xds-address)",
+    )?;
+    let api = control.api_address;
+    let xds = control.xds_address;
+    let client = ApiClient::new(&[api.to_string()], None);
+    for (name, text) in INITIAL {
+        let request = DocumentsRequest {
+            documents: vec![Document {
+                source: name.into(),
+                text: text.into(),
+            }],
+        };
+        client
+            .json::<ChangeResponse>(Method::POST, "/api/v1/apply", Some(&request))
+            .await
+            .with_context(|| format!("applying {name}"))?;
+    }
+
+    let exe = std::env::current_exe().context("finding the weft binary")?;
+    let gateway_port = match args.port {
+        0 => free_port([127, 0, 0, 1].into())?,
+        p => p,
+    };
+    let mut children = Vec::new();
+    let started = start_all(&exe, api, xds, gateway_port, logs, &mut children);
+    let ready = match started {
+        Ok(()) => wait_for_product_page(gateway_port, &mut children).await,
+        Err(e) => Err(e),
+    };
+    let code = match ready {
+        Ok(()) => {
+            print_banner(&exe, gateway_port, api, xds, logs);
+            tokio::select! {
+                _ = super::signals::terminated() => {}
+                name = watch_children(&mut children) => {
+                    eprintln!("{name} exited; stopping the demo (its log: {})", logs.join(format!("{name}.log")).display());
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}\nthe services' logs are in {}", logs.display());
+            ExitCode::from(1)
+        }
+    };
+    eprintln!("stopping the demo...");
+    stop_all(&mut children).await;
+    control.shutdown().await;
+    Ok(code)
+}
+
+fn spawn(
+    exe: &std::path::Path,
+    name: &str,
+    args: &[String],
+    logs: &std::path::Path,
+    children: &mut Vec<Child>,
+) -> anyhow::Result<()> {
+    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+    let process = std::process::Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    children.push(Child {
+        name: name.to_string(),
+        process,
+    });
+    Ok(())
+}
+
+fn start_all(
+    exe: &std::path::Path,
+    api: SocketAddr,
+    xds: SocketAddr,
+    gateway_port: u16,
+    logs: &std::path::Path,
+    children: &mut Vec<Child>,
+) -> anyhow::Result<()> {
+    let mesh = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        v.extend([
+            "--control-plane".to_string(),
+            xds.to_string(),
+            "--server".to_string(),
+            api.to_string(),
+        ]);
+        v
+    };
+    for (service, version) in SERVICES {
+        let app_port = free_port([127, 0, 0, 1].into())?.to_string();
+        let mut args = vec!["run".to_string()];
+        args.extend(mesh(&[
+            "--service",
+            service,
+            "--label",
+            &format!("app={service}"),
+            "--label",
+            &format!("version={version}"),
+            "--port",
+            &app_port,
+            "--service-port",
+            "9080",
+            "--health",
+            "/health",
+        ]));
+        args.extend([
+            "--".to_string(),
+            exe.display().to_string(),
+            "bookinfo".to_string(),
+            service.to_string(),
+            version.to_string(),
+            "--port".to_string(),
+            app_port.clone(),
+        ]);
+        spawn(exe, &format!("{service}-{version}"), &args, logs, children)?;
+    }
+    let mut args = vec!["gateway".to_string()];
+    args.extend(mesh(&["--port", &format!("8080:{gateway_port}")]));
+    spawn(exe, "istio-ingressgateway", &args, logs, children)
+}
+
+/// Waits until the product page, fetched through the gateway, shows reviews.
+async fn wait_for_product_page(port: u16, children: &mut [Child]) -> anyhow::Result<()> {
+    let url = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        for c in children.iter_mut() {
+            if let Ok(Some(status)) = c.process.try_wait() {
+                bail!("{} exited ({status}) during start-up", c.name);
+            }
+        }
+        if let Ok(body) = fetch(url, "/productpage").await {
+            if body.contains("Book Reviews") && !body.contains("unavailable") {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the product page did not come up within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// GET through the gateway; the body when the status is 200.
+async fn fetch(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let client = ApiClient::new(&[addr.to_string()], None).with_timeout(Duration::from_secs(2));
+    let bytes = client.call(Method::GET, path, None).await?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn print_banner(
+    exe: &std::path::Path,
+    port: u16,
+    api: SocketAddr,
+    xds: SocketAddr,
+    logs: &std::path::Path,
+) {
+    let weft = weft_command(exe);
+    let server = if api.port() == DEFAULT_API_PORT && api.ip().is_loopback() {
+        String::new()
+    } else {
+        format!(" --server {api}")
+    };
+    println!(
+        "\nWeft demo: Bookinfo is running in the mesh.\n\n  \
+         Product page    http://127.0.0.1:{port}/productpage\n  \
+         Control plane   API http://{api} · xDS {xds} · metrics http://{api}/metrics\n  \
+         Service logs    {logs}\n\n\
+         Reload the product page: reviews rotate between v1 (no stars), v2 (black) and v3 (red).\n\
+         Then, in another terminal:\n\n  \
+         {weft} get services{server}\n  \
+         {weft} apply{server} -f examples/bookinfo/networking/virtual-service-all-v1.yaml        # every service on v1\n  \
+         {weft} apply{server} -f examples/bookinfo/networking/virtual-service-reviews-test-v2.yaml  # sign in as jason: v2\n  \
+         {weft} apply{server} -f examples/bookinfo/networking/virtual-service-reviews-90-10.yaml    # canary: 10% to v2\n  \
+         {weft} apply{server} -f examples/bookinfo/networking/virtual-service-reviews-50-50.yaml    # 50/50 v1 and v3\n  \
+         {weft} describe service reviews{server}\n  \
+         {weft} proxy-status{server}\n\n\
+         Ctrl-C stops everything.",
+        logs = logs.display(),
+    );
+}
+
+/// How to call this binary from a shell: `weft` when that is what PATH finds.
+fn weft_command(exe: &std::path::Path) -> String {
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            std::fs::canonicalize(dir.join("weft")).ok() == std::fs::canonicalize(exe).ok()
+        })
+    });
+    if on_path {
+        "weft".into()
+    } else {
+        exe.display().to_string()
+    }
+}
+
+/// Resolves with the name of the first child that exits.
+async fn watch_children(children: &mut [Child]) -> String {
+    loop {
+        for c in children.iter_mut() {
+            if let Ok(Some(_)) = c.process.try_wait() {
+                return c.name.clone();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// SIGTERM to every child (they leave their endpoints and drain), SIGKILL to any still
+/// running after 15 s.
+async fn stop_all(children: &mut [Child]) {
+    for c in children.iter() {
+        super::signals::terminate(c.process.id());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    for c in children.iter_mut() {
+        loop {
+            match c.process.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if tokio::time::Instant::now() > deadline => {
+                    let _ = c.process.kill();
+                    let _ = c.process.wait();
+                    break;
+                }
+                Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+}
