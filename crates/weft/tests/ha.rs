@@ -1,0 +1,169 @@
+//! Two control-plane replicas on one etcd: a change applied through one reaches
+//! sidecars connected to the other within a second, and when one is killed its
+//! sidecars move to the other with no failed request.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::*;
+use weft_control::proxies::ProxyStatus;
+use weft_store::etcd_server::EtcdServer;
+use weft_test::Upstream;
+
+fn route_to(subset: &str) -> String {
+    format!(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  subsets:
+  - name: v1
+    labels: {{version: v1}}
+  - name: v2
+    labels: {{version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {{host: reviews, subset: {subset}}}
+"#
+    )
+}
+
+async fn proxies(api: &weft_control::client::ApiClient) -> Vec<ProxyStatus> {
+    api.json(hyper::Method::GET, "/api/v1/proxies", None::<&()>)
+        .await
+        .expect("proxy status")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_etcd_and_take_over() {
+    let dir = TempDir::new("ha");
+    let etcd = EtcdServer::start()
+        .await
+        .expect("etcd (package etcd-server)");
+    let store = ["--store".to_string(), etcd.url()];
+    let mut a = Control::start(&dir.0, "control-a", &dir.join("a"), &store);
+    let b = Control::start(&dir.0, "control-b", &dir.join("b"), &store);
+    let (api_a, api_b) = (a.client(), b.client());
+
+    let v1 = Upstream::start("v1").await;
+    let v2 = Upstream::start("v2").await;
+    let client_app = Upstream::start("client").await;
+    // The servers on A (A first), the client on B (B first).
+    let _s1 = sidecar(
+        &dir.0,
+        "reviews-v1",
+        "reviews",
+        &["version=v1"],
+        v1.addr.port(),
+        &[&a, &b],
+        &[],
+    );
+    let _s2 = sidecar(
+        &dir.0,
+        "reviews-v2",
+        "reviews",
+        &["version=v2"],
+        v2.addr.port(),
+        &[&a, &b],
+        &[],
+    );
+    let client = sidecar(
+        &dir.0,
+        "client",
+        "client",
+        &[],
+        client_app.addr.port(),
+        &[&b, &a],
+        &[],
+    );
+    // Both replicas see every registration.
+    wait_healthy(&api_a, "reviews", 2, Duration::from_secs(20)).await;
+    wait_healthy(&api_b, "reviews", 2, Duration::from_secs(20)).await;
+    client.ready(Duration::from_secs(10)).await;
+    assert_eq!(proxies(&api_b).await.len(), 1, "only the client is on B");
+
+    let mut mesh = MeshClient::new(client.outbound);
+    apply(&api_a, &route_to("v1")).await;
+    wait_served(
+        &mut mesh,
+        "http://reviews:9080/",
+        &["v1"],
+        Duration::from_secs(10),
+    )
+    .await;
+    // Applied through A, followed by the client on B within a second.
+    apply(&api_a, &route_to("v2")).await;
+    let applied = Instant::now();
+    wait_served(
+        &mut mesh,
+        "http://reviews:9080/",
+        &["v2"],
+        Duration::from_secs(5),
+    )
+    .await;
+    let took = applied.elapsed();
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+
+    // Kill A under load: its sidecars reconnect to B; no request fails.
+    let outbound = client.outbound;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut mesh = MeshClient::new(outbound);
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match mesh.get("http://reviews:9080/").await {
+                    Ok(r) if r.status == 200 => ok += 1,
+                    Ok(r) => failed.push(format!("{} {}", r.status, r.body)),
+                    Err(e) => failed.push(e),
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (ok, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.proc.kill();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while proxies(&api_b).await.len() < 3 {
+        assert!(Instant::now() < deadline, "sidecars of A never reached B");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // B now configures them: a change through B reaches the servers' sidecars too.
+    apply(&api_b, &route_to("v1")).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.await.expect("load");
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    wait_served(
+        &mut mesh,
+        "http://reviews:9080/",
+        &["v1"],
+        Duration::from_secs(5),
+    )
+    .await;
+    let all = proxies(&api_b).await;
+    assert!(
+        all.iter()
+            .all(|p| p.types.values().all(|t| t.sent == t.acked)),
+        "every proxy on B is in sync: {all:?}"
+    );
+    drop(etcd);
+}
