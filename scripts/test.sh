@@ -15,6 +15,11 @@ if ((${#packages[@]})); then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
+# A proxyless gRPC client no one here wrote (crates/weft/tests/grpc_xds.rs): Python's
+# grpcio, whose wheels carry gRPC C-core's xDS client.
+if ! python3 -c 'import grpc' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check 'grpcio==1.85.3'
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -182,6 +182,7 @@ impl ControlPlane {
         let mut tasks = JoinSet::new();
 
         tasks.spawn(mesh.clone().follow(stopped.clone()));
+        tasks.spawn(crate::prober::run(mesh.clone(), stopped.clone()));
         tasks.spawn(registrar.clone().announce(stopped.clone()));
         tasks.spawn(
             registrar

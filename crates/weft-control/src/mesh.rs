@@ -7,6 +7,7 @@
 use crate::metrics::Metrics;
 use crate::registry::{self, Instance};
 use crate::resources;
+use crate::translate::services::Probed;
 use crate::translate::Snapshot;
 use arc_swap::ArcSwap;
 use futures_util::StreamExt;
@@ -14,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use weft_model::{Resource, ResourceKey};
 use weft_store::{Event, Revision, Store};
 
@@ -62,6 +63,10 @@ pub struct Mesh {
     ready: AtomicBool,
     metrics: Arc<Metrics>,
     debounce: Debounce,
+    /// Health of the Workloads the control plane probes.
+    probed: Mutex<Probed>,
+    /// Asks the follower to translate again (probe results changed).
+    retranslate: Notify,
 }
 
 /// What the follower accumulates between translations.
@@ -145,6 +150,8 @@ impl Mesh {
             ready: AtomicBool::new(false),
             metrics,
             debounce,
+            probed: Mutex::new(Probed::new()),
+            retranslate: Notify::new(),
         })
     }
 
@@ -169,6 +176,15 @@ impl Mesh {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+    }
+
+    /// Records the Workloads' probe results and translates again if they changed.
+    pub fn set_probed(&self, probed: Probed) {
+        let mut current = self.probed.lock().unwrap_or_else(|e| e.into_inner());
+        if *current != probed {
+            *current = probed;
+            self.retranslate.notify_one();
+        }
     }
 
     /// Waits until the mesh reflects at least store revision `revision`.
@@ -229,6 +245,10 @@ impl Mesh {
             'watch: loop {
                 let first = tokio::select! {
                     e = events.next() => e,
+                    _ = self.retranslate.notified() => {
+                        self.publish(&contents, revision, Instant::now()).await;
+                        continue 'watch;
+                    }
                     _ = stop.changed() => return,
                 };
                 let first_seen = Instant::now();
@@ -267,10 +287,16 @@ impl Mesh {
             .map(|r| Resource::clone(r))
             .collect();
         let instances: Vec<Arc<Instance>> = contents.instances.values().cloned().collect();
+        let probed = self
+            .probed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let started = Instant::now();
-        let built =
-            tokio::task::spawn_blocking(move || Snapshot::build(revision, &resources, &instances))
-                .await;
+        let built = tokio::task::spawn_blocking(move || {
+            Snapshot::build_probed(revision, &resources, &instances, &probed)
+        })
+        .await;
         let snapshot = match built {
             Ok(s) => s,
             Err(e) => {

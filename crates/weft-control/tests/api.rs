@@ -424,3 +424,38 @@ async fn registration_health_and_nacks_are_visible() {
     }
     client.abort();
 }
+
+/// A Workload with a health check enters its service's endpoints when its check
+/// passes and leaves them when it fails, probed by the control plane.
+#[tokio::test]
+async fn workloads_are_probed() {
+    let f = Fixture::start("probe").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let workload = format!(
+        "apiVersion: weft.dev/v1\nkind: Workload\nmetadata: {{name: db-1}}\nspec:\n  service: db\n  address: 127.0.0.1\n  ports: {{tcp: {port}}}\n  healthCheck:\n    tcp: {{port: {port}}}\n    interval: 100ms\n    timeout: 100ms\n    unhealthyThreshold: 2\n"
+    );
+    f.apply("db.yaml", &workload, "").await.expect("apply");
+    let healthy = || async {
+        f.api
+            .json::<ServiceDescription>(Method::GET, "/api/v1/services/default/db", None::<&()>)
+            .await
+            .map(|d| d.service.healthy)
+            .unwrap_or(usize::MAX)
+    };
+    let mut tries = 0;
+    while healthy().await != 1 {
+        tries += 1;
+        assert!(tries < 100, "the workload never became healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(listener);
+    let mut tries = 0;
+    while healthy().await != 0 {
+        tries += 1;
+        assert!(tries < 100, "the workload never became unhealthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

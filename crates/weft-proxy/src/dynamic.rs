@@ -175,6 +175,7 @@ impl Dynamic {
             let cluster = match old.get(name.as_str()) {
                 Some(c) if unchanged => c.clone(),
                 _ => {
+                    tracing::debug!(cluster = name, "cluster (re)built");
                     let c = Arc::new(Cluster::new(
                         parts,
                         self.workers.count(),
@@ -400,6 +401,11 @@ impl Handler for Dynamic {
         let mut dump = self.dump.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(set) => {
+                tracing::debug!(
+                    type_url = kind,
+                    resources = set.len(),
+                    "configuration applied"
+                );
                 dump.resources.insert(kind.to_string(), set.clone());
                 dump.rejected.remove(kind);
                 self.current.insert(kind, set);

@@ -8,6 +8,7 @@ pub mod json;
 pub mod resource;
 pub mod server;
 pub mod type_url;
+mod warming;
 
 pub use envoy_types::pb;
 pub use json::{from_json_or_yaml, to_json, ParseError};

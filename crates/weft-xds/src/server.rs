@@ -13,6 +13,7 @@ use crate::pb::envoy::service::discovery::v3::{
 };
 use crate::resource::Resource;
 use crate::type_url;
+use crate::warming::{self, Warming};
 use futures_util::{Stream, StreamExt};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
@@ -227,6 +228,7 @@ async fn sotw_loop(
     tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
 ) {
     let mut types: HashMap<String, SotwType> = HashMap::new();
+    let mut warming = Warming::default();
     let mut changes = view.changes();
     changes.mark_unchanged();
     let mut next = Some(first);
@@ -235,6 +237,13 @@ async fn sotw_loop(
             if sotw_request(&*view, &mut types, req, &tx).await.is_err() {
                 return;
             }
+            let subscribed = |name: &str| sotw_subscribed(&types, name);
+            if warming.satisfied(subscribed) {
+                warming.clear();
+                if sotw_push_held(&*view, &mut types, &tx).await.is_err() {
+                    return;
+                }
+            }
             continue;
         }
         tokio::select! {
@@ -242,19 +251,73 @@ async fn sotw_loop(
                 Some(Ok(r)) => next = Some(r),
                 _ => return,
             },
+            _ = warming.expired() => {
+                warming.clear();
+                if sotw_push_held(&*view, &mut types, &tx).await.is_err() {
+                    return;
+                }
+            }
             changed = changes.changed() => {
                 if changed.is_err() {
                     return;
                 }
-                let order = ordered_types(types.keys());
-                for t in order {
+                for t in ordered_types(types.keys()) {
+                    if warming.holds(&t) {
+                        continue;
+                    }
+                    let before = sotw_sent_names(&types, &t);
                     if sotw_push(&*view, &mut types, &t, false, &tx).await.is_err() {
                         return;
+                    }
+                    if t == type_url::CLUSTER && types.contains_key(type_url::CLUSTER_LOAD_ASSIGNMENT) {
+                        let added: BTreeSet<String> =
+                            sotw_sent_names(&types, &t).difference(&before).cloned().collect();
+                        if !added.is_empty() {
+                            let clusters = view.resources(type_url::CLUSTER, Some(&added));
+                            let missing = warming::eds_names(&clusters)
+                                .into_iter()
+                                .filter(|n| !sotw_subscribed(&types, n))
+                                .collect();
+                            warming.start(missing);
+                        }
                     }
                 }
             }
         }
     }
+}
+
+/// Names last sent of a type.
+fn sotw_sent_names(types: &HashMap<String, SotwType>, type_url: &str) -> BTreeSet<String> {
+    types
+        .get(type_url)
+        .and_then(|s| s.sent.as_ref())
+        .map(|sent| sent.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Whether the client subscribes to the endpoints named `name`.
+fn sotw_subscribed(types: &HashMap<String, SotwType>, name: &str) -> bool {
+    match types
+        .get(type_url::CLUSTER_LOAD_ASSIGNMENT)
+        .and_then(|s| s.subscription.as_ref())
+    {
+        Some(Subscription::Wildcard) => true,
+        Some(Subscription::Names(n)) => n.contains(name),
+        None => false,
+    }
+}
+
+/// Pushes what the warming hold kept back.
+async fn sotw_push_held(
+    view: &dyn View,
+    types: &mut HashMap<String, SotwType>,
+    tx: &mpsc::Sender<Result<DiscoveryResponse, Status>>,
+) -> Result<(), ()> {
+    for t in [type_url::LISTENER, type_url::ROUTE_CONFIGURATION] {
+        sotw_push(view, types, t, false, tx).await?;
+    }
+    Ok(())
 }
 
 /// The subscribed types in push order.
@@ -365,6 +428,7 @@ async fn delta_loop(
     tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
 ) {
     let mut types: HashMap<String, DeltaType> = HashMap::new();
+    let mut warming = Warming::default();
     let mut changes = view.changes();
     changes.mark_unchanged();
     let mut next = Some(first);
@@ -373,6 +437,12 @@ async fn delta_loop(
             if delta_request(&*view, &mut types, req, &tx).await.is_err() {
                 return;
             }
+            if warming.satisfied(|name| delta_subscribed(&types, name)) {
+                warming.clear();
+                if delta_push_held(&*view, &mut types, &tx).await.is_err() {
+                    return;
+                }
+            }
             continue;
         }
         tokio::select! {
@@ -380,18 +450,67 @@ async fn delta_loop(
                 Some(Ok(r)) => next = Some(r),
                 _ => return,
             },
+            _ = warming.expired() => {
+                warming.clear();
+                if delta_push_held(&*view, &mut types, &tx).await.is_err() {
+                    return;
+                }
+            }
             changed = changes.changed() => {
                 if changed.is_err() {
                     return;
                 }
                 for t in ordered_types(types.keys()) {
+                    if warming.holds(&t) {
+                        continue;
+                    }
+                    let before = delta_known_names(&types, &t);
                     if delta_push(&*view, &mut types, &t, &tx).await.is_err() {
                         return;
+                    }
+                    if t == type_url::CLUSTER && types.contains_key(type_url::CLUSTER_LOAD_ASSIGNMENT) {
+                        let added: BTreeSet<String> =
+                            delta_known_names(&types, &t).difference(&before).cloned().collect();
+                        if !added.is_empty() {
+                            let clusters = view.resources(type_url::CLUSTER, Some(&added));
+                            let missing = warming::eds_names(&clusters)
+                                .into_iter()
+                                .filter(|n| !delta_subscribed(&types, n))
+                                .collect();
+                            warming.start(missing);
+                        }
                     }
                 }
             }
         }
     }
+}
+
+/// Names the client holds of a type.
+fn delta_known_names(types: &HashMap<String, DeltaType>, type_url: &str) -> BTreeSet<String> {
+    types
+        .get(type_url)
+        .map(|s| s.known.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Whether the client subscribes to the endpoints named `name`.
+fn delta_subscribed(types: &HashMap<String, DeltaType>, name: &str) -> bool {
+    types
+        .get(type_url::CLUSTER_LOAD_ASSIGNMENT)
+        .is_some_and(|s| s.wildcard || s.names.contains(name))
+}
+
+/// Pushes what the warming hold kept back.
+async fn delta_push_held(
+    view: &dyn View,
+    types: &mut HashMap<String, DeltaType>,
+    tx: &mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+) -> Result<(), ()> {
+    for t in [type_url::LISTENER, type_url::ROUTE_CONFIGURATION] {
+        delta_push(view, types, t, tx).await?;
+    }
+    Ok(())
 }
 
 async fn delta_request(

@@ -120,12 +120,15 @@ async fn replicas_share_etcd_and_take_over() {
     let load = {
         let stop = stop.clone();
         tokio::spawn(async move {
+            let started = Instant::now();
             let mut mesh = MeshClient::new(outbound);
             let (mut ok, mut failed) = (0u32, Vec::new());
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 match mesh.get("http://reviews:9080/").await {
                     Ok(r) if r.status == 200 => ok += 1,
-                    Ok(r) => failed.push(format!("{} {}", r.status, r.body)),
+                    Ok(r) => {
+                        failed.push(format!("{:?} {} {}", started.elapsed(), r.status, r.body))
+                    }
                     Err(e) => failed.push(e),
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;

@@ -356,11 +356,13 @@ pub struct EndpointSpec {
 }
 
 /// A cluster load assignment in one locality (with a weight, which gRPC clients
-/// require or they drop the locality).
+/// require or they drop the locality, and a `locality`, even an empty one, without
+/// which they NACK the assignment).
 pub fn assignment(name: &str, endpoints: &[EndpointSpec]) -> ClusterLoadAssignment {
     ClusterLoadAssignment {
         cluster_name: name.to_string(),
         endpoints: vec![LocalityLbEndpoints {
+            locality: Some(core::Locality::default()),
             load_balancing_weight: Some(UInt32Value { value: 1 }),
             lb_endpoints: endpoints
                 .iter()

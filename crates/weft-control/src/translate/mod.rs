@@ -72,7 +72,17 @@ impl Snapshot {
         resources: &[ModelResource],
         instances: &[Arc<Instance>],
     ) -> Snapshot {
-        let services = Services::build(instances, resources);
+        Snapshot::build_probed(version, resources, instances, &services::Probed::new())
+    }
+
+    /// Translates, with the health of the Workloads the control plane probes.
+    pub fn build_probed(
+        version: u64,
+        resources: &[ModelResource],
+        instances: &[Arc<Instance>],
+        probed: &services::Probed,
+    ) -> Snapshot {
+        let services = Services::build_probed(instances, resources, probed);
         let mut diagnostics = Diagnostics::default();
         let mut rules = BTreeMap::new();
         let mut vss: VirtualServices = BTreeMap::new();

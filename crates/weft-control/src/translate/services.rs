@@ -116,13 +116,24 @@ pub fn fqdn(name: &str, namespace: &str) -> String {
 }
 
 impl Services {
-    /// Builds the index from registered instances and resources.
+    /// Builds the index from registered instances and resources (Workloads with a
+    /// health check count as unhealthy: nothing has probed them).
     pub fn build(instances: &[Arc<Instance>], resources: &[Resource]) -> Services {
+        Services::build_probed(instances, resources, &Probed::new())
+    }
+
+    /// Builds the index, with the control plane's probe results for Workloads that
+    /// have a health check.
+    pub fn build_probed(
+        instances: &[Arc<Instance>],
+        resources: &[Resource],
+        probed: &Probed,
+    ) -> Services {
         let mut by_host: BTreeMap<String, Service> = BTreeMap::new();
         let mut all: Vec<Arc<Instance>> = instances.to_vec();
         for r in resources {
             if let Spec::Workload(w) = &r.spec {
-                all.push(Arc::new(workload_instance(r, w)));
+                all.push(Arc::new(workload_instance(r, w, probed)));
             }
         }
         for i in all {
@@ -189,10 +200,23 @@ impl Services {
     }
 }
 
+/// Health of Workloads the control plane probes, by instance id
+/// ([`workload_id`]).
+pub type Probed = BTreeMap<String, bool>;
+
+/// The instance id of a `weft.dev/v1` Workload.
+pub fn workload_id(namespace: &str, name: &str) -> String {
+    format!("workload/{namespace}/{name}")
+}
+
 /// A `weft.dev/v1` Workload as a registry instance (no sidecar).
-fn workload_instance(r: &Resource, w: &Workload) -> Instance {
+fn workload_instance(r: &Resource, w: &Workload, probed: &Probed) -> Instance {
+    let id = workload_id(r.namespace(), r.name());
+    // Without a health check a registered host is trusted to be up; with one, it is
+    // down until a probe passes.
+    let healthy = w.health_check.is_none() || probed.get(&id).copied().unwrap_or(false);
     Instance {
-        id: format!("workload/{}/{}", r.namespace(), r.name()),
+        id,
         service: w.service.clone(),
         namespace: r.namespace().to_string(),
         labels: w.labels.clone(),
@@ -212,8 +236,7 @@ fn workload_instance(r: &Resource, w: &Workload) -> Instance {
                     .to_ascii_lowercase(),
             })
             .collect(),
-        // Without a health check a registered host is trusted to be up.
-        healthy: true,
+        healthy,
         sidecar: false,
         weight: w.weight.unwrap_or(1),
         owner: String::new(),

@@ -1,9 +1,6 @@
 //! A Weft sidecar: the proxy beside one workload, configured by the control plane. This
-//! module writes its bootstrap (ADS to the control plane, the workload described in the
-//! node metadata the control plane registers it from) and checks the application's
-//! health.
-
-pub mod health;
+//! module writes its bootstrap: ADS to the control plane, and the workload described in
+//! the node metadata the control plane registers it from.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

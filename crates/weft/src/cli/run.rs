@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 use weft_control::client::{segment, ApiClient};
-use weft_proxy::sidecar::health::{probe, Check};
+use weft_control::health::{probe, Check};
 use weft_proxy::sidecar::{PortSpec, SidecarSpec};
 use weft_proxy::{Proxy, ProxyOptions, RunningProxy};
 

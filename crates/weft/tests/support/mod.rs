@@ -37,7 +37,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        // WEFT_KEEP_TEST_DIRS=1 keeps the logs of a failing run for a look.
+        if std::env::var_os("WEFT_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 

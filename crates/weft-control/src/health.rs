@@ -1,6 +1,7 @@
-//! Health checks of the local application, run by its sidecar: an HTTP GET (2xx or 3xx
-//! is healthy), a TCP connect, or a command (exit status 0 is healthy). An instance
-//! enters its service's endpoints only once its check passes.
+//! Health checks: an HTTP GET (2xx or 3xx is healthy), a TCP connect, or a command
+//! (exit status 0 is healthy). A sidecar runs them against its application (`weft
+//! run`), the control plane against hosts registered by a Workload with a
+//! `healthCheck`. An instance enters its service's endpoints only once its check passes.
 
 use std::net::SocketAddr;
 use std::time::Duration;
