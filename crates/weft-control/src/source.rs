@@ -8,9 +8,9 @@ use crate::registrar::Registrar;
 use crate::registry::{Instance, InstancePort};
 use crate::translate::listener::ProxyInfo;
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tonic::Status;
 use weft_xds::server::{ClientInfo, Pushed, Source, View};
@@ -86,14 +86,23 @@ impl Source for MeshSource {
             ));
         }
         let owner = self.registrar.owner(client.stream_id);
+        let alive = Arc::new(AtomicBool::new(true));
         let registration = registers.then(|| {
             let instance = instance_of(&id, &proxy, owner.clone());
             let key = instance.key();
             let registrar = self.registrar.clone();
-            let logged = key.clone();
+            let (logged, alive) = (key.clone(), alive.clone());
             tokio::spawn(async move {
-                if let Err(e) = registrar.register(instance).await {
-                    tracing::warn!(key = logged, error = %e, "cannot register a sidecar's workload");
+                // A store that is briefly away must not leave a workload unregistered
+                // for as long as its stream lasts: retry while the stream is open.
+                let mut backoff = Duration::from_millis(200);
+                while alive.load(Ordering::Relaxed) {
+                    match registrar.register(instance.clone()).await {
+                        Ok(()) => return,
+                        Err(e) => tracing::warn!(key = logged, error = %e, retry_in = ?backoff, "cannot register a sidecar's workload"),
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             });
             key
@@ -133,6 +142,7 @@ impl Source for MeshSource {
             metrics: self.metrics.clone(),
             registration: registration.map(|key| (key, owner)),
             connected_at: Instant::now(),
+            alive,
             last_revision: AtomicU64::new(self.mesh.state().revision),
         }))
     }
@@ -150,6 +160,8 @@ struct ProxyView {
     /// The registry key and owner of the workload this stream registered.
     registration: Option<(String, String)>,
     connected_at: Instant,
+    /// Cleared when the stream ends (stops registration retries).
+    alive: Arc<AtomicBool>,
     /// The snapshot revision of the last push, to time pushes caused by changes.
     last_revision: AtomicU64,
 }
@@ -211,6 +223,7 @@ impl View for ProxyView {
 
 impl Drop for ProxyView {
     fn drop(&mut self) {
+        self.alive.store(false, Ordering::Relaxed);
         tracing::info!(node = self.node, "proxy disconnected");
         self.proxies.disconnected(self.stream);
         self.metrics.proxies_connected.dec();

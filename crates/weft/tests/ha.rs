@@ -115,27 +115,7 @@ async fn replicas_share_etcd_and_take_over() {
     assert!(took < Duration::from_secs(1), "took {took:?}");
 
     // Kill A under load: its sidecars reconnect to B; no request fails.
-    let outbound = client.outbound;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let mut mesh = MeshClient::new(outbound);
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match mesh.get("http://reviews:9080/").await {
-                    Ok(r) if r.status == 200 => ok += 1,
-                    Ok(r) => {
-                        failed.push(format!("{:?} {} {}", started.elapsed(), r.status, r.body))
-                    }
-                    Err(e) => failed.push(e),
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            (ok, failed)
-        })
-    };
+    let load = Load::start(client.outbound, "http://reviews:9080/");
     tokio::time::sleep(Duration::from_millis(300)).await;
     a.proc.kill();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -146,15 +126,7 @@ async fn replicas_share_etcd_and_take_over() {
     // B now configures them: a change through B reaches the servers' sidecars too.
     apply(&api_b, &route_to("v1")).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (ok, failed) = load.await.expect("load");
-    assert!(
-        failed.is_empty(),
-        "{} of {} failed: {:?}",
-        failed.len(),
-        ok as usize + failed.len(),
-        &failed[..failed.len().min(5)]
-    );
+    load.finish(100).await;
     wait_served(
         &mut mesh,
         "http://reviews:9080/",

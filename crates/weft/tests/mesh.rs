@@ -192,24 +192,7 @@ async fn rolling_restart_fails_no_request() {
     )
     .await;
 
-    let outbound = client.outbound;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut mesh = MeshClient::new(outbound);
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match mesh.get("http://reviews:9080/").await {
-                    Ok(r) if r.status == 200 => ok += 1,
-                    Ok(r) => failed.push(format!("{} {}", r.status, r.body)),
-                    Err(e) => failed.push(e),
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            (ok, failed)
-        })
-    };
+    let load = Load::start(client.outbound, "http://reviews:9080/");
     tokio::time::sleep(Duration::from_millis(500)).await;
     sa.proc.terminate();
     let status = sa
@@ -223,16 +206,7 @@ async fn rolling_restart_fails_no_request() {
     );
     wait_healthy(&api, "reviews", 1, Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (ok, failed) = load.await.expect("load task");
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {:?}",
-        failed.len(),
-        ok as usize + failed.len(),
-        &failed[..failed.len().min(5)]
-    );
-    assert!(ok > 100, "only {ok} requests ran");
+    load.finish(100).await;
 
     // Killed without warning: gone from the endpoints after the grace period.
     sb.proc.kill();

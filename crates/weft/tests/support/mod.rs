@@ -442,3 +442,49 @@ pub async fn wait_config(admin: SocketAddr, needle: &str, timeout: Duration) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Requests sent through a sidecar in the background, one every 2 ms, until stopped;
+/// every answer other than a 200 is kept.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<(u32, Vec<String>)>,
+}
+
+impl Load {
+    /// Starts sending `GET url` through the outbound listener `proxy`.
+    pub fn start(proxy: SocketAddr, url: &str) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, url) = (stop.clone(), url.to_string());
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut mesh = MeshClient::new(proxy);
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                match mesh.get(&url).await {
+                    Ok(r) if r.status == 200 => ok += 1,
+                    Ok(r) => {
+                        failed.push(format!("{:?}: {} {}", started.elapsed(), r.status, r.body))
+                    }
+                    Err(e) => failed.push(format!("{:?}: {e}", started.elapsed())),
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (ok, failed)
+        });
+        Load { stop, task }
+    }
+
+    /// Stops and asserts that no request failed and at least `min` succeeded.
+    pub async fn finish(self, min: u32) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failed) = self.task.await.expect("load task");
+        assert!(
+            failed.is_empty(),
+            "{} of {} requests failed: {:?}",
+            failed.len(),
+            ok as usize + failed.len(),
+            &failed[..failed.len().min(5)]
+        );
+        assert!(ok >= min, "only {ok} requests ran");
+    }
+}
