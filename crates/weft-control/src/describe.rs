@@ -98,6 +98,7 @@ pub fn describe(state: &MeshState, namespace: &str, name: &str) -> Option<Servic
         }
     }
     let routes = routes(state, svc);
+    let policies = policies(state, svc);
     let warnings = snapshot
         .diagnostics
         .lock()
@@ -120,8 +121,48 @@ pub fn describe(state: &MeshState, namespace: &str, name: &str) -> Option<Servic
         virtual_services: virtual_services.into_iter().collect(),
         destination_rules: destination_rules.into_iter().collect(),
         routes,
+        policies,
         warnings,
     })
+}
+
+/// Security policies in the service's namespace that select any of its instances (by
+/// `selector` labels, or by a `targetRef` naming the service), or the whole namespace.
+fn policies(state: &MeshState, svc: &Service) -> Vec<String> {
+    use weft_model::security::{PolicyTargetReference, WorkloadSelector};
+    let selects = |selector: &Option<WorkloadSelector>, refs: &[&PolicyTargetReference]| {
+        if !refs.is_empty() {
+            return refs
+                .iter()
+                .any(|r| r.kind == "Service" && r.name == svc.name);
+        }
+        match selector {
+            None => true,
+            Some(sel) => svc.instances.iter().any(|i| {
+                sel.match_labels
+                    .iter()
+                    .all(|(k, v)| i.labels.get(k) == Some(v))
+            }),
+        }
+    };
+    state
+        .resources
+        .values()
+        .filter(|r| r.namespace() == svc.namespace)
+        .filter(|r| match &r.spec {
+            Spec::AuthorizationPolicy(p) => {
+                let refs: Vec<_> = p.target_ref.iter().chain(p.target_refs.iter()).collect();
+                selects(&p.selector, &refs)
+            }
+            Spec::RequestAuthentication(p) => {
+                let refs: Vec<_> = p.target_ref.iter().chain(p.target_refs.iter()).collect();
+                selects(&p.selector, &refs)
+            }
+            Spec::PeerAuthentication(p) => selects(&p.selector, &[]),
+            _ => false,
+        })
+        .map(|r| format!("{} {}/{}", r.kind(), r.namespace(), r.name()))
+        .collect()
 }
 
 /// The routes of the service's virtual hosts in its own namespace's outbound routes.

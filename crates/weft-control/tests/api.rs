@@ -337,6 +337,22 @@ async fn registration_health_and_nacks_are_visible() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!((d.service.instances, d.service.healthy), (1, 0));
+    // Policies that select its workload (and only those) are shown with it.
+    let policies = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ratings-v1}\nspec:\n  selector: {matchLabels: {version: v1}}\n  action: DENY\n  rules: [{to: [{operation: {methods: [DELETE]}}]}]\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: others}\nspec:\n  selector: {matchLabels: {version: v9}}\n";
+    f.apply("policies.yaml", policies, "")
+        .await
+        .expect("policies");
+    let mut tries = 0;
+    loop {
+        let d = describe().await.expect("describe");
+        if !d.policies.is_empty() {
+            assert_eq!(d.policies, ["AuthorizationPolicy default/ratings-v1"]);
+            break;
+        }
+        tries += 1;
+        assert!(tries < 100, "policies never shown");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let health = serde_json::json!({"healthy": true});
     f.api
         .call(

@@ -189,6 +189,9 @@ pub struct ServiceDescription {
     pub destination_rules: Vec<String>,
     /// Routes, as callers in the service's namespace see them.
     pub routes: Vec<RouteInfo>,
+    /// Security policies that select the service's workloads (`Kind namespace/name`).
+    #[serde(default)]
+    pub policies: Vec<String>,
     /// Translation warnings that name the service or its resources.
     pub warnings: Vec<String>,
 }

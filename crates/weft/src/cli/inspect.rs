@@ -132,6 +132,8 @@ pub fn render(d: &ServiceDescription) -> String {
     };
     let _ = writeln!(out, "\nVirtualServices:   {}", list(&d.virtual_services));
     let _ = writeln!(out, "DestinationRules:  {}", list(&d.destination_rules));
+    // Stored and validated now; enforced once mTLS and authorization land.
+    let _ = writeln!(out, "Policies:          {}", list(&d.policies));
     if !d.routes.is_empty() {
         let _ = writeln!(out, "\nRoutes (as callers in {} see them):", s.namespace);
         let mut t = Table::new(&["PORT", "ROUTE", "MATCH", "TO"]);
