@@ -129,6 +129,11 @@ static_resources:
   - name: c
     lb_policy: CLUSTER_PROVIDED
   - name: c
+  - name: h2
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: { max_concurrent_streams: 10 } }
 "#;
     let errs = errors(text);
     let expect = [
@@ -137,6 +142,7 @@ static_resources:
         "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0]: HTTP filter \"envoy.filters.http.fault\" is not supported (mark it is_optional to skip it)",
         "static_resources.clusters[0].lb_policy: CLUSTER_PROVIDED is not supported",
         "static_resources.clusters[1].name: duplicate cluster name \"c\"",
+        "static_resources.clusters[2].typed_extension_protocol_options[envoy.extensions.upstreams.http.v3.HttpProtocolOptions].explicit_http_config.http2_protocol_options.max_concurrent_streams: not supported on clusters (the upstream's SETTINGS_MAX_CONCURRENT_STREAMS applies)",
     ];
     for e in expect {
         assert!(

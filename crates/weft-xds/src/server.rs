@@ -2,28 +2,48 @@
 //! (delta), as Envoy's xDS protocol defines them: subscriptions by name or wildcard,
 //! versions and nonces, ACK and NACK, stale nonces ignored, and a push only when what a
 //! client subscribed to has changed. What each client sees comes from a [`Source`].
+//!
+//! Built for many clients sharing one snapshot:
+//!
+//! - **No copies per client.** A response holds the snapshot's `Arc<Resource>`s and is
+//!   encoded lazily, a bounded chunk at a time, as its connection takes the bytes
+//!   ([`AdsBody`]); the stream yields between chunks, so a push to a thousand clients
+//!   holds about a chunk per client in memory, not a whole response per client. (tonic's
+//!   generated server would clone every resource into each response, and its encoder
+//!   keeps a buffer as large as the largest response ever sent on each stream.)
+//! - **Cheap when nothing changed.** Each stream keeps, per type, a 64-bit hash of the
+//!   names and versions it last sent (state of the world), or the resources the client
+//!   holds keyed by name (delta, shared with the snapshot); a change that does not touch
+//!   a type costs one pass over it and no allocation.
 
 use crate::pb::envoy::config::core::v3::Node;
-use crate::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
 use crate::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-    Resource as DeltaResource,
 };
+use crate::pb::google::protobuf::Any;
 use crate::resource::Resource;
 use crate::type_url;
 use crate::warming::{self, Warming};
-use futures_util::{Stream, StreamExt};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use http_body::Frame;
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+use std::borrow::Borrow;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::convert::Infallible;
 use std::fmt::Write;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use tokio::sync::{mpsc, watch};
-use tonic::{Request, Response, Status, Streaming};
-use xxhash_rust::xxh64::xxh64;
+use tonic::codec::{DecodeBuf, Decoder, Streaming};
+use tonic::Status;
+use xxhash_rust::xxh64::Xxh64;
 
 /// Which resources of a type a client asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +115,7 @@ pub trait Source: Send + Sync + 'static {
     ) -> Result<Arc<dyn View>, Status>;
 }
 
-/// The ADS service, ready to be added to a tonic server.
+/// The ADS server: streams drawing on a [`Source`].
 pub struct AdsServer<S> {
     source: Arc<S>,
     streams: AtomicU64,
@@ -110,9 +130,165 @@ impl<S: Source> AdsServer<S> {
         }
     }
 
-    /// The tonic service.
-    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Self> {
-        AggregatedDiscoveryServiceServer::new(self).max_decoding_message_size(64 * 1024 * 1024)
+    /// The gRPC service, ready to be added to a tonic server.
+    pub fn into_service(self) -> AdsService<S> {
+        AdsService {
+            server: Arc::new(self),
+        }
+    }
+}
+
+/// The gRPC name of the service.
+const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+const SOTW_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+
+/// Largest request accepted (a state-of-the-world request names every resource it
+/// subscribes to).
+const MAX_REQUEST: usize = 64 * 1024 * 1024;
+
+/// Buffered responses per stream (each holds `Arc`s, not bytes).
+const QUEUED_RESPONSES: usize = 16;
+
+/// The ADS as a tower service for tonic's router: both methods of
+/// `envoy.service.discovery.v3.AggregatedDiscoveryService`, requests decoded by tonic,
+/// responses encoded by [`AdsBody`].
+pub struct AdsService<S> {
+    server: Arc<AdsServer<S>>,
+}
+
+impl<S> Clone for AdsService<S> {
+    fn clone(&self) -> Self {
+        AdsService {
+            server: self.server.clone(),
+        }
+    }
+}
+
+impl<S> tonic::server::NamedService for AdsService<S> {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<tonic::body::Body>, Infallible>> + Send>>;
+
+impl<S: Source> tonic::codegen::Service<http::Request<tonic::body::Body>> for AdsService<S> {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> ResponseFuture {
+        let server = self.server.clone();
+        Box::pin(async move {
+            let opened = match request.uri().path() {
+                SOTW_PATH => server.open(request, false).await,
+                DELTA_PATH => server.open(request, true).await,
+                other => Err(Status::unimplemented(format!(
+                    "{other} is not a method of {SERVICE_NAME}"
+                ))),
+            };
+            Ok(opened.unwrap_or_else(|status| status.into_http()))
+        })
+    }
+}
+
+/// Decodes requests with prost.
+struct ProstDecoder<T>(PhantomData<fn() -> T>);
+
+impl<T: prost::Message + Default> Decoder for ProstDecoder<T> {
+    type Item = T;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<T>, Status> {
+        T::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("cannot decode the request: {e}")))
+    }
+}
+
+/// The first request of a stream, for either variant.
+trait FirstRequest: prost::Message + Default + Send + 'static {
+    fn node(&self) -> Option<&Node>;
+}
+
+impl FirstRequest for DiscoveryRequest {
+    fn node(&self) -> Option<&Node> {
+        self.node.as_ref()
+    }
+}
+
+impl FirstRequest for DeltaDiscoveryRequest {
+    fn node(&self) -> Option<&Node> {
+        self.node.as_ref()
+    }
+}
+
+impl<S: Source> AdsServer<S> {
+    /// Reads a stream's first request, admits the client and starts its loop; the
+    /// response's body carries what the loop sends.
+    async fn open(
+        &self,
+        request: http::Request<tonic::body::Body>,
+        delta: bool,
+    ) -> Result<http::Response<tonic::body::Body>, Status> {
+        let peer = request
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|i| i.remote_addr());
+        let (parts, body) = request.into_parts();
+        let metadata = tonic::metadata::MetadataMap::from_headers(parts.headers);
+        let (tx, rx) = mpsc::channel(QUEUED_RESPONSES);
+        if delta {
+            let (first, inbound, view) = self
+                .admit::<DeltaDiscoveryRequest>(body, peer, &metadata, true)
+                .await?;
+            tokio::spawn(delta_loop(view, first, inbound, tx));
+        } else {
+            let (first, inbound, view) = self
+                .admit::<DiscoveryRequest>(body, peer, &metadata, false)
+                .await?;
+            tokio::spawn(sotw_loop(view, first, inbound, tx));
+        }
+        let mut response = http::Response::new(tonic::body::Body::new(AdsBody::new(rx)));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        Ok(response)
+    }
+
+    async fn admit<R: FirstRequest>(
+        &self,
+        body: tonic::body::Body,
+        peer: Option<SocketAddr>,
+        metadata: &tonic::metadata::MetadataMap,
+        delta: bool,
+    ) -> Result<(R, Streaming<R>, Arc<dyn View>), Status> {
+        let mut inbound = Streaming::new_request(
+            ProstDecoder::<R>(PhantomData),
+            body,
+            None,
+            Some(MAX_REQUEST),
+        );
+        let first = match inbound.next().await {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => return Err(e),
+            None => return Err(Status::cancelled("stream closed before its first request")),
+        };
+        let client = ClientInfo {
+            stream_id: self.streams.fetch_add(1, Ordering::Relaxed),
+            node: first.node().cloned().unwrap_or_default(),
+            peer,
+            delta,
+        };
+        let view = self.source.connect(&client, metadata)?;
+        Ok((first, inbound, view))
     }
 }
 
@@ -131,84 +307,25 @@ fn wildcard_by_default(type_url: &str) -> bool {
     type_url == type_url::LISTENER || type_url == type_url::CLUSTER
 }
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
 static NONCES: AtomicU64 = AtomicU64::new(1);
 
 fn next_nonce() -> String {
     NONCES.fetch_add(1, Ordering::Relaxed).to_string()
 }
 
-/// A deterministic version for a set of resources, equal on every replica.
+/// A deterministic version for a set of resources, equal on every replica: the hash of
+/// their names and versions (hashed as they stream by, nothing is allocated).
 fn set_version(resources: &[Arc<Resource>]) -> String {
-    let mut key = String::new();
+    let mut hash = Xxh64::new(0);
     for r in resources {
-        key.push_str(&r.name);
-        key.push('\0');
-        key.push_str(&r.version);
-        key.push('\0');
+        hash.update(r.name.as_bytes());
+        hash.update(&[0]);
+        hash.update(r.version.as_bytes());
+        hash.update(&[0]);
     }
     let mut v = String::with_capacity(16);
-    let _ = write!(v, "{:016x}", xxh64(key.as_bytes(), 0));
+    let _ = write!(v, "{:016x}", hash.digest());
     v
-}
-
-#[tonic::async_trait]
-impl<S: Source> AggregatedDiscoveryService for AdsServer<S> {
-    type StreamAggregatedResourcesStream = BoxStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = BoxStream<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let peer = request.remote_addr();
-        let metadata = request.metadata().clone();
-        let mut inbound = request.into_inner();
-        let first = match inbound.next().await {
-            Some(Ok(r)) => r,
-            Some(Err(e)) => return Err(e),
-            None => return Err(Status::cancelled("stream closed before its first request")),
-        };
-        let client = ClientInfo {
-            stream_id: self.streams.fetch_add(1, Ordering::Relaxed),
-            node: first.node.clone().unwrap_or_default(),
-            peer,
-            delta: false,
-        };
-        let view = self.source.connect(&client, &metadata)?;
-        let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(sotw_loop(view, first, inbound, tx));
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let peer = request.remote_addr();
-        let metadata = request.metadata().clone();
-        let mut inbound = request.into_inner();
-        let first = match inbound.next().await {
-            Some(Ok(r)) => r,
-            Some(Err(e)) => return Err(e),
-            None => return Err(Status::cancelled("stream closed before its first request")),
-        };
-        let client = ClientInfo {
-            stream_id: self.streams.fetch_add(1, Ordering::Relaxed),
-            node: first.node.clone().unwrap_or_default(),
-            peer,
-            delta: true,
-        };
-        let view = self.source.connect(&client, &metadata)?;
-        let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(delta_loop(view, first, inbound, tx));
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
-    }
 }
 
 /// State-of-the-world: what was last sent for one type.
@@ -217,15 +334,17 @@ struct SotwType {
     subscription: Option<Subscription>,
     nonce: String,
     version: String,
-    /// name → version of what was last sent.
-    sent: Option<BTreeMap<String, String>>,
+    /// The [`set_version`] of what was last sent.
+    sent: Option<String>,
+    /// Clusters only: what was last sent, to tell which clusters a push adds.
+    last: Vec<Arc<Resource>>,
 }
 
 async fn sotw_loop(
     view: Arc<dyn View>,
     first: DiscoveryRequest,
     mut inbound: Streaming<DiscoveryRequest>,
-    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    tx: mpsc::Sender<Outgoing>,
 ) {
     let mut types: HashMap<String, SotwType> = HashMap::new();
     let mut warming = Warming::default();
@@ -237,8 +356,7 @@ async fn sotw_loop(
             if sotw_request(&*view, &mut types, req, &tx).await.is_err() {
                 return;
             }
-            let subscribed = |name: &str| sotw_subscribed(&types, name);
-            if warming.satisfied(subscribed) {
+            if warming.satisfied(|name| sotw_subscribed(&types, name)) {
                 warming.clear();
                 if sotw_push_held(&*view, &mut types, &tx).await.is_err() {
                     return;
@@ -265,35 +383,16 @@ async fn sotw_loop(
                     if warming.holds(&t) {
                         continue;
                     }
-                    let before = sotw_sent_names(&types, &t);
-                    if sotw_push(&*view, &mut types, &t, false, &tx).await.is_err() {
+                    let Ok(added) = sotw_push(&*view, &mut types, &t, false, &tx).await else {
                         return;
-                    }
-                    if t == type_url::CLUSTER && types.contains_key(type_url::CLUSTER_LOAD_ASSIGNMENT) {
-                        let added: BTreeSet<String> =
-                            sotw_sent_names(&types, &t).difference(&before).cloned().collect();
-                        if !added.is_empty() {
-                            let clusters = view.resources(type_url::CLUSTER, Some(&added));
-                            let missing = warming::eds_names(&clusters)
-                                .into_iter()
-                                .filter(|n| !sotw_subscribed(&types, n))
-                                .collect();
-                            warming.start(missing);
-                        }
+                    };
+                    if types.contains_key(type_url::CLUSTER_LOAD_ASSIGNMENT) {
+                        warming.start(warming::missing(&added, |n| sotw_subscribed(&types, n)));
                     }
                 }
             }
         }
     }
-}
-
-/// Names last sent of a type.
-fn sotw_sent_names(types: &HashMap<String, SotwType>, type_url: &str) -> BTreeSet<String> {
-    types
-        .get(type_url)
-        .and_then(|s| s.sent.as_ref())
-        .map(|sent| sent.keys().cloned().collect())
-        .unwrap_or_default()
 }
 
 /// Whether the client subscribes to the endpoints named `name`.
@@ -312,7 +411,7 @@ fn sotw_subscribed(types: &HashMap<String, SotwType>, name: &str) -> bool {
 async fn sotw_push_held(
     view: &dyn View,
     types: &mut HashMap<String, SotwType>,
-    tx: &mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    tx: &mpsc::Sender<Outgoing>,
 ) -> Result<(), ()> {
     for t in [type_url::LISTENER, type_url::ROUTE_CONFIGURATION] {
         sotw_push(view, types, t, false, tx).await?;
@@ -336,7 +435,7 @@ async fn sotw_request(
     view: &dyn View,
     types: &mut HashMap<String, SotwType>,
     req: DiscoveryRequest,
-    tx: &mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    tx: &mpsc::Sender<Outgoing>,
 ) -> Result<(), ()> {
     if req.type_url.is_empty() {
         return Ok(());
@@ -355,16 +454,20 @@ async fn sotw_request(
     let subscription = if req.resource_names.is_empty() && wildcard_by_default(&req.type_url) {
         Subscription::Wildcard
     } else {
-        Subscription::Names(req.resource_names.iter().cloned().collect())
+        Subscription::Names(req.resource_names.into_iter().collect())
     };
     let changed = state.subscription.as_ref() != Some(&subscription);
-    state.subscription = Some(subscription);
+    if changed {
+        state.subscription = Some(subscription);
+    }
     // A NACK with an unchanged subscription waits for new content; anything else may
     // need an answer.
     if req.error_detail.is_some() && !changed {
         return Ok(());
     }
-    sotw_push(view, types, &req.type_url, changed, tx).await
+    sotw_push(view, types, &req.type_url, changed, tx)
+        .await
+        .map(drop)
 }
 
 async fn sotw_push(
@@ -372,41 +475,81 @@ async fn sotw_push(
     types: &mut HashMap<String, SotwType>,
     type_url: &str,
     force: bool,
-    tx: &mpsc::Sender<Result<DiscoveryResponse, Status>>,
-) -> Result<(), ()> {
+    tx: &mpsc::Sender<Outgoing>,
+) -> Result<Vec<Arc<Resource>>, ()> {
     let Some(state) = types.get_mut(type_url) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let Some(subscription) = &state.subscription else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let resources = view.resources(type_url, subscription.names());
-    let now: BTreeMap<String, String> = resources
-        .iter()
-        .map(|r| (r.name.clone(), r.version.clone()))
-        .collect();
-    if !force && state.sent.as_ref() == Some(&now) {
-        return Ok(());
+    let version = set_version(&resources);
+    if !force && state.sent.as_deref() == Some(version.as_str()) {
+        return Ok(Vec::new());
+    }
+    let mut added = Vec::new();
+    if type_url == type_url::CLUSTER {
+        let before: HashSet<&str> = state.last.iter().map(|r| r.name.as_str()).collect();
+        added.extend(
+            resources
+                .iter()
+                .filter(|r| !before.contains(r.name.as_str()))
+                .cloned(),
+        );
+        state.last = resources.clone();
     }
     // Named subscriptions get nothing until something they named exists, except that a
     // changed subscription is always answered (gRPC clients wait for it).
-    state.version = set_version(&resources);
     state.nonce = next_nonce();
-    state.sent = Some(now);
-    let response = DiscoveryResponse {
+    state.sent = Some(version.clone());
+    state.version = version;
+    let head = DiscoveryResponse {
         version_info: state.version.clone(),
-        resources: resources.iter().map(|r| r.body.clone()).collect(),
         type_url: type_url.to_string(),
         nonce: state.nonce.clone(),
         ..Default::default()
     };
+    let out = Outgoing::new(prost::Message::encode_to_vec(&head), resources, false);
     view.pushed(&Pushed {
         type_url,
         version: &state.version,
-        resources: resources.len(),
-        bytes: prost::Message::encoded_len(&response),
+        resources: out.resources.len(),
+        bytes: out.len,
     });
-    tx.send(Ok(response)).await.map_err(|_| ())
+    tx.send(out).await.map_err(|_| ())?;
+    Ok(added)
+}
+
+/// What a delta client holds of one resource: the resource as last sent (shared with
+/// the snapshot it came from), found by name.
+struct Known(Arc<Resource>);
+
+impl Known {
+    fn is(&self, r: &Arc<Resource>) -> bool {
+        Arc::ptr_eq(&self.0, r) || self.0.version == r.version
+    }
+}
+
+impl Hash for Known {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that lookups by `&str` find it.
+        self.0.name.as_str().hash(state);
+    }
+}
+
+impl PartialEq for Known {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for Known {}
+
+impl Borrow<str> for Known {
+    fn borrow(&self) -> &str {
+        &self.0.name
+    }
 }
 
 /// Incremental: what the client holds for one type.
@@ -414,18 +557,21 @@ async fn sotw_push(
 struct DeltaType {
     wildcard: bool,
     names: BTreeSet<String>,
-    /// name → version the client has.
-    known: HashMap<String, String>,
+    /// What the client has, by name.
+    known: HashSet<Known>,
     nonce: String,
     version: String,
     answered: bool,
+    /// The [`set_version`] of the resources `known` matched exactly when last
+    /// compared; `None` once `known` may differ (NACK, unsubscription).
+    synced: Option<String>,
 }
 
 async fn delta_loop(
     view: Arc<dyn View>,
     first: DeltaDiscoveryRequest,
     mut inbound: Streaming<DeltaDiscoveryRequest>,
-    tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+    tx: mpsc::Sender<Outgoing>,
 ) {
     let mut types: HashMap<String, DeltaType> = HashMap::new();
     let mut warming = Warming::default();
@@ -464,34 +610,16 @@ async fn delta_loop(
                     if warming.holds(&t) {
                         continue;
                     }
-                    let before = delta_known_names(&types, &t);
-                    if delta_push(&*view, &mut types, &t, &tx).await.is_err() {
+                    let Ok(added) = delta_push(&*view, &mut types, &t, &tx).await else {
                         return;
-                    }
-                    if t == type_url::CLUSTER && types.contains_key(type_url::CLUSTER_LOAD_ASSIGNMENT) {
-                        let added: BTreeSet<String> =
-                            delta_known_names(&types, &t).difference(&before).cloned().collect();
-                        if !added.is_empty() {
-                            let clusters = view.resources(type_url::CLUSTER, Some(&added));
-                            let missing = warming::eds_names(&clusters)
-                                .into_iter()
-                                .filter(|n| !delta_subscribed(&types, n))
-                                .collect();
-                            warming.start(missing);
-                        }
+                    };
+                    if types.contains_key(type_url::CLUSTER_LOAD_ASSIGNMENT) {
+                        warming.start(warming::missing(&added, |n| delta_subscribed(&types, n)));
                     }
                 }
             }
         }
     }
-}
-
-/// Names the client holds of a type.
-fn delta_known_names(types: &HashMap<String, DeltaType>, type_url: &str) -> BTreeSet<String> {
-    types
-        .get(type_url)
-        .map(|s| s.known.keys().cloned().collect())
-        .unwrap_or_default()
 }
 
 /// Whether the client subscribes to the endpoints named `name`.
@@ -505,7 +633,7 @@ fn delta_subscribed(types: &HashMap<String, DeltaType>, name: &str) -> bool {
 async fn delta_push_held(
     view: &dyn View,
     types: &mut HashMap<String, DeltaType>,
-    tx: &mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+    tx: &mpsc::Sender<Outgoing>,
 ) -> Result<(), ()> {
     for t in [type_url::LISTENER, type_url::ROUTE_CONFIGURATION] {
         delta_push(view, types, t, tx).await?;
@@ -517,7 +645,7 @@ async fn delta_request(
     view: &dyn View,
     types: &mut HashMap<String, DeltaType>,
     req: DeltaDiscoveryRequest,
-    tx: &mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+    tx: &mpsc::Sender<Outgoing>,
 ) -> Result<(), ()> {
     if req.type_url.is_empty() {
         return Ok(());
@@ -528,7 +656,18 @@ async fn delta_request(
         // An empty first subscription is the legacy wildcard for listeners and clusters.
         state.wildcard =
             req.resource_names_subscribe.is_empty() && wildcard_by_default(&req.type_url);
-        state.known = req.initial_resource_versions.clone().into_iter().collect();
+        // What a reconnecting client already has (names and versions, no content).
+        state.known = req
+            .initial_resource_versions
+            .into_iter()
+            .map(|(name, version)| {
+                Known(Arc::new(Resource {
+                    name,
+                    version,
+                    body: Any::default(),
+                }))
+            })
+            .collect();
     }
     if !req.response_nonce.is_empty() {
         if req.response_nonce != state.nonce {
@@ -540,17 +679,18 @@ async fn delta_request(
                 // The client kept its previous resources; forget what we think it has so
                 // the next change resends them.
                 state.known.clear();
+                state.synced = None;
             }
             None => view.acked(&req.type_url, &state.version),
         }
     }
     let mut changed = false;
-    for name in &req.resource_names_subscribe {
+    for name in req.resource_names_subscribe {
         if name == "*" {
             changed |= !state.wildcard;
             state.wildcard = true;
         } else {
-            changed |= state.names.insert(name.clone());
+            changed |= state.names.insert(name);
         }
     }
     for name in &req.resource_names_unsubscribe {
@@ -558,12 +698,13 @@ async fn delta_request(
             state.wildcard = false;
         } else {
             state.names.remove(name);
-            state.known.remove(name);
+            state.known.remove(name.as_str());
         }
+        state.synced = None;
         changed = true;
     }
     if changed || fresh {
-        return delta_push(view, types, &req.type_url, tx).await;
+        return delta_push(view, types, &req.type_url, tx).await.map(drop);
     }
     Ok(())
 }
@@ -572,64 +713,434 @@ async fn delta_push(
     view: &dyn View,
     types: &mut HashMap<String, DeltaType>,
     type_url: &str,
-    tx: &mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
-) -> Result<(), ()> {
+    tx: &mpsc::Sender<Outgoing>,
+) -> Result<Vec<Arc<Resource>>, ()> {
     let Some(state) = types.get_mut(type_url) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let resources = if state.wildcard {
         view.resources(type_url, None)
     } else {
         view.resources(type_url, Some(&state.names))
     };
+    let version = set_version(&resources);
+    // The first answer to a wildcard is sent even when empty: clients wait for it.
+    let must_answer = !state.answered && state.wildcard;
+    if state.synced.as_deref() == Some(version.as_str()) && !must_answer {
+        return Ok(Vec::new());
+    }
     let mut send = Vec::new();
-    let mut present = BTreeSet::new();
+    // Clusters only: those the client did not have, for the warming hold.
+    let mut added = Vec::new();
+    let mut held = 0;
     for r in &resources {
-        present.insert(r.name.as_str());
-        if state.known.get(&r.name) != Some(&r.version) {
-            send.push(r.clone());
+        match state.known.get(r.name.as_str()) {
+            Some(k) => {
+                held += 1;
+                if !k.is(r) {
+                    send.push(r.clone());
+                }
+            }
+            None => {
+                if type_url == type_url::CLUSTER {
+                    added.push(r.clone());
+                }
+                send.push(r.clone());
+            }
         }
     }
-    let removed: Vec<String> = state
-        .known
-        .keys()
-        .filter(|name| !present.contains(name.as_str()))
-        .cloned()
-        .collect();
-    // The first answer to a wildcard is sent even when empty: clients wait for it.
-    if send.is_empty() && removed.is_empty() && (state.answered || !state.wildcard) {
-        return Ok(());
+    // Something the client holds is gone unless it holds exactly what is present.
+    let removed: Vec<String> = if held == state.known.len() {
+        Vec::new()
+    } else {
+        let present: HashSet<&str> = resources.iter().map(|r| r.name.as_str()).collect();
+        state
+            .known
+            .iter()
+            .filter(|k| !present.contains(k.0.name.as_str()))
+            .map(|k| k.0.name.clone())
+            .collect()
+    };
+    for name in &removed {
+        state.known.remove(name.as_str());
     }
     for r in &send {
-        state.known.insert(r.name.clone(), r.version.clone());
+        state.known.replace(Known(r.clone()));
     }
-    for name in &removed {
-        state.known.remove(name);
+    state.synced = Some(version.clone());
+    if send.is_empty() && removed.is_empty() && !must_answer {
+        return Ok(Vec::new());
     }
     state.answered = true;
     state.nonce = next_nonce();
-    state.version = set_version(&resources);
-    let response = DeltaDiscoveryResponse {
+    state.version = version;
+    let head = DeltaDiscoveryResponse {
         system_version_info: state.version.clone(),
-        resources: send
-            .iter()
-            .map(|r| DeltaResource {
-                name: r.name.clone(),
-                version: r.version.clone(),
-                resource: Some(r.body.clone()),
-                ..Default::default()
-            })
-            .collect(),
         type_url: type_url.to_string(),
         removed_resources: removed,
         nonce: state.nonce.clone(),
         ..Default::default()
     };
+    let out = Outgoing::new(prost::Message::encode_to_vec(&head), send, true);
     view.pushed(&Pushed {
         type_url,
         version: &state.version,
-        resources: send.len(),
-        bytes: prost::Message::encoded_len(&response),
+        resources: out.resources.len(),
+        bytes: out.len,
     });
-    tx.send(Ok(response)).await.map_err(|_| ())
+    tx.send(out).await.map_err(|_| ())?;
+    Ok(added)
+}
+
+// ---------------------------------------------------------------------------------
+// Responses on the wire.
+
+/// Field numbers of the messages written by hand below.
+mod field {
+    /// `DiscoveryResponse.resources` and `DeltaDiscoveryResponse.resources`.
+    pub const RESOURCES: u32 = 2;
+    /// `google.protobuf.Any`.
+    pub const ANY_TYPE_URL: u32 = 1;
+    pub const ANY_VALUE: u32 = 2;
+    /// `envoy.service.discovery.v3.Resource`.
+    pub const RESOURCE_VERSION: u32 = 1;
+    pub const RESOURCE_RESOURCE: u32 = 2;
+    pub const RESOURCE_NAME: u32 = 3;
+}
+
+/// Length of a length-delimited field holding `n` bytes.
+fn delimited_len(tag: u32, n: usize) -> usize {
+    key_len(tag) + encoded_len_varint(n as u64) + n
+}
+
+fn put_delimited_head(tag: u32, n: usize, buf: &mut BytesMut) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(n as u64, buf);
+}
+
+fn put_string(tag: u32, s: &str, buf: &mut BytesMut) {
+    put_delimited_head(tag, s.len(), buf);
+    buf.put_slice(s.as_bytes());
+}
+
+/// A response ready to go: its fields other than `resources` encoded (`head`), and
+/// the resources, shared with the snapshot. Protobuf lets fields come in any order, so
+/// the resources follow the head.
+struct Outgoing {
+    head: Vec<u8>,
+    resources: Vec<Arc<Resource>>,
+    /// `DeltaDiscoveryResponse` (resources wrapped in `Resource`) or `DiscoveryResponse`
+    /// (bare `Any`s).
+    delta: bool,
+    /// The encoded message's length.
+    len: usize,
+}
+
+impl Outgoing {
+    fn new(head: Vec<u8>, resources: Vec<Arc<Resource>>, delta: bool) -> Outgoing {
+        let mut out = Outgoing {
+            len: head.len(),
+            head,
+            resources,
+            delta,
+        };
+        out.len += out
+            .resources
+            .iter()
+            .map(|r| delimited_len(field::RESOURCES, out.entry_len(r)))
+            .sum::<usize>();
+        out
+    }
+
+    fn any_len(body: &Any) -> usize {
+        delimited_len(field::ANY_TYPE_URL, body.type_url.len())
+            + delimited_len(field::ANY_VALUE, body.value.len())
+    }
+
+    /// Length of one entry of `resources` (without its own key and length).
+    fn entry_len(&self, r: &Resource) -> usize {
+        let any = Self::any_len(&r.body);
+        if self.delta {
+            delimited_len(field::RESOURCE_VERSION, r.version.len())
+                + delimited_len(field::RESOURCE_RESOURCE, any)
+                + delimited_len(field::RESOURCE_NAME, r.name.len())
+        } else {
+            any
+        }
+    }
+
+    /// Writes what precedes the resource's bytes in its entry.
+    fn put_before_value(&self, r: &Resource, buf: &mut BytesMut) {
+        put_delimited_head(field::RESOURCES, self.entry_len(r), buf);
+        if self.delta {
+            put_string(field::RESOURCE_VERSION, &r.version, buf);
+            put_delimited_head(field::RESOURCE_RESOURCE, Self::any_len(&r.body), buf);
+        }
+        put_string(field::ANY_TYPE_URL, &r.body.type_url, buf);
+        put_delimited_head(field::ANY_VALUE, r.body.value.len(), buf);
+    }
+
+    /// Writes what follows the resource's bytes in its entry.
+    fn put_after_value(&self, r: &Resource, buf: &mut BytesMut) {
+        if self.delta {
+            put_string(field::RESOURCE_NAME, &r.name, buf);
+        }
+    }
+}
+
+/// Bytes of a response produced per poll of the body: enough to keep a connection
+/// busy, small enough that a push to every client at once holds little.
+const CHUNK: usize = 64 * 1024;
+
+/// Where the encoding of the current response stands.
+enum Stage {
+    /// The gRPC frame header and the head.
+    Start,
+    /// Resource `i`, at `offset` in its bytes.
+    Resource { i: usize, offset: usize },
+}
+
+/// The response body of one stream: the gRPC frames of the responses its loop sends,
+/// each encoded in chunks of about [`CHUNK`] bytes as the connection asks for them, then
+/// an OK status when the loop ends.
+pub struct AdsBody {
+    rx: mpsc::Receiver<Outgoing>,
+    current: Option<(Outgoing, Stage)>,
+    /// Whether the last poll produced a chunk of an unfinished response.
+    produced: bool,
+    finished: bool,
+}
+
+impl AdsBody {
+    fn new(rx: mpsc::Receiver<Outgoing>) -> AdsBody {
+        AdsBody {
+            rx,
+            current: None,
+            produced: false,
+            finished: false,
+        }
+    }
+
+    /// Encodes the next chunk of `out`; `true` when the response is complete.
+    fn fill(out: &Outgoing, stage: &mut Stage, chunk: &mut BytesMut) -> bool {
+        loop {
+            match stage {
+                Stage::Start => {
+                    chunk.put_u8(0); // not compressed
+                    chunk.put_u32(out.len as u32);
+                    chunk.put_slice(&out.head);
+                    *stage = Stage::Resource { i: 0, offset: 0 };
+                }
+                Stage::Resource { i, offset } => {
+                    let Some(r) = out.resources.get(*i) else {
+                        return true;
+                    };
+                    if chunk.len() >= CHUNK {
+                        return false;
+                    }
+                    if *offset == 0 {
+                        out.put_before_value(r, chunk);
+                    }
+                    let value = &r.body.value[*offset..];
+                    let take = value.len().min(CHUNK.saturating_sub(chunk.len()).max(1));
+                    chunk.put_slice(&value[..take]);
+                    *offset += take;
+                    if *offset == r.body.value.len() {
+                        out.put_after_value(r, chunk);
+                        *i += 1;
+                        *offset = 0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl http_body::Body for AdsBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        if this.produced {
+            // Let the connection write what was produced, and other streams produce,
+            // before this stream encodes more.
+            this.produced = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if this.current.is_none() {
+            match this.rx.poll_recv(cx) {
+                Poll::Ready(Some(out)) => this.current = Some((out, Stage::Start)),
+                Poll::Ready(None) => {
+                    this.finished = true;
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let Some((out, stage)) = &mut this.current else {
+            return Poll::Pending;
+        };
+        let mut chunk = BytesMut::with_capacity((out.len + 5).min(CHUNK + 256));
+        if Self::fill(out, stage, &mut chunk) {
+            this.current = None;
+        } else {
+            this.produced = true;
+        }
+        Poll::Ready(Some(Ok(Frame::data(chunk.freeze()))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::envoy::config::cluster::v3::Cluster;
+    use http_body::Body as _;
+    use prost::Message;
+
+    fn resources(sizes: &[usize]) -> Vec<Arc<Resource>> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                Arc::new(Resource::new(
+                    format!("c{i}"),
+                    &Cluster {
+                        name: format!("c{i}"),
+                        alt_stat_name: "x".repeat(*n),
+                        ..Default::default()
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Runs a body to its end: the gRPC messages it carried, and its trailers.
+    fn drain(out: Vec<Outgoing>) -> (Vec<Vec<u8>>, Option<http::HeaderMap>) {
+        let (tx, rx) = mpsc::channel(out.len().max(1));
+        for o in out {
+            assert!(tx.try_send(o).is_ok(), "room");
+        }
+        drop(tx);
+        let mut body = AdsBody::new(rx);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut bytes = Vec::new();
+        let mut trailers = None;
+        loop {
+            match Pin::new(&mut body).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(d) => {
+                        assert!(d.len() <= CHUNK + 256 + 64, "a chunk of {} bytes", d.len());
+                        bytes.extend_from_slice(&d);
+                    }
+                    Err(f) => trailers = f.into_trailers().ok(),
+                },
+                Poll::Ready(None) => break,
+                Poll::Pending => continue,
+                Poll::Ready(Some(Err(e))) => panic!("{e}"),
+            }
+        }
+        let mut messages = Vec::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            assert_eq!(rest[0], 0, "uncompressed");
+            let n = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+            messages.push(rest[5..5 + n].to_vec());
+            rest = &rest[5 + n..];
+        }
+        (messages, trailers)
+    }
+
+    #[test]
+    fn responses_encode_as_prost_would() {
+        // Small resources, one larger than a chunk, and an empty response.
+        let rs = resources(&[10, 3 * CHUNK + 17, 0, 100]);
+        let sotw = DiscoveryResponse {
+            version_info: "v1".into(),
+            type_url: type_url::CLUSTER.into(),
+            nonce: "7".into(),
+            ..Default::default()
+        };
+        let delta = DeltaDiscoveryResponse {
+            system_version_info: "v2".into(),
+            type_url: type_url::CLUSTER.into(),
+            removed_resources: vec!["gone".into()],
+            nonce: "8".into(),
+            ..Default::default()
+        };
+        let outs = vec![
+            Outgoing::new(sotw.encode_to_vec(), rs.clone(), false),
+            Outgoing::new(delta.encode_to_vec(), rs.clone(), true),
+            Outgoing::new(sotw.encode_to_vec(), Vec::new(), false),
+        ];
+        let lens: Vec<usize> = outs.iter().map(|o| o.len).collect();
+        let (messages, trailers) = drain(outs);
+        assert_eq!(messages.len(), 3);
+        assert_eq!(
+            messages.iter().map(Vec::len).collect::<Vec<_>>(),
+            lens,
+            "announced lengths"
+        );
+
+        let got = DiscoveryResponse::decode(messages[0].as_slice()).expect("decodes");
+        let want = DiscoveryResponse {
+            resources: rs.iter().map(|r| r.body.clone()).collect(),
+            ..sotw.clone()
+        };
+        assert_eq!(got, want);
+
+        let got = DeltaDiscoveryResponse::decode(messages[1].as_slice()).expect("decodes");
+        let want = DeltaDiscoveryResponse {
+            resources: rs
+                .iter()
+                .map(|r| crate::pb::envoy::service::discovery::v3::Resource {
+                    name: r.name.clone(),
+                    version: r.version.clone(),
+                    resource: Some(r.body.clone()),
+                    ..Default::default()
+                })
+                .collect(),
+            ..delta
+        };
+        assert_eq!(got, want);
+
+        let got = DiscoveryResponse::decode(messages[2].as_slice()).expect("decodes");
+        assert_eq!(got, sotw);
+        let trailers = trailers.expect("trailers");
+        assert_eq!(
+            trailers.get("grpc-status").map(|v| v.as_bytes()),
+            Some(&b"0"[..])
+        );
+    }
+
+    #[test]
+    fn set_versions_follow_names_and_versions() {
+        let a = resources(&[1, 2]);
+        let b = resources(&[1, 3]);
+        assert_eq!(set_version(&a), set_version(&a.clone()));
+        assert_ne!(set_version(&a), set_version(&b));
+        assert_ne!(set_version(&a), set_version(&a[..1]));
+        // Streamed hashing equals hashing the joined key, as versions always were.
+        let mut key = String::new();
+        for r in &a {
+            key.push_str(&r.name);
+            key.push('\0');
+            key.push_str(&r.version);
+            key.push('\0');
+        }
+        assert_eq!(
+            set_version(&a),
+            format!("{:016x}", xxhash_rust::xxh64::xxh64(key.as_bytes(), 0))
+        );
+    }
 }

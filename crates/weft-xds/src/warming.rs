@@ -68,6 +68,18 @@ impl Warming {
     }
 }
 
+/// The endpoint names of the EDS clusters among `added` that the client has not
+/// subscribed to yet.
+pub fn missing(added: &[Arc<Resource>], subscribed: impl Fn(&str) -> bool) -> BTreeSet<String> {
+    if added.is_empty() {
+        return BTreeSet::new();
+    }
+    eds_names(added)
+        .into_iter()
+        .filter(|n| !subscribed(n))
+        .collect()
+}
+
 /// The endpoint names (EDS service names) of the EDS clusters among `clusters`.
 pub fn eds_names(clusters: &[Arc<Resource>]) -> BTreeSet<String> {
     clusters

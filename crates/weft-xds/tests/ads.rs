@@ -1,14 +1,16 @@
 //! The ADS server and client against each other over real gRPC on 127.0.0.1: initial
-//! state, updates, removals, NACKs, growing subscriptions, in both protocol variants.
+//! state, updates, removals, NACKs, growing subscriptions, and the hold of listeners
+//! until new clusters' endpoints are subscribed, in both protocol variants.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use weft_xds::client::{self, ClientConfig, Handler, Protocol, Update};
-use weft_xds::pb::envoy::config::cluster::v3::Cluster;
+use weft_xds::pb::envoy::config::cluster::v3::{cluster, Cluster};
 use weft_xds::pb::envoy::config::core::v3::Node;
 use weft_xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use weft_xds::pb::envoy::config::listener::v3::Listener;
 use weft_xds::server::{AdsServer, ClientInfo, Source, Subscription, View};
 use weft_xds::{type_url, Resource};
 
@@ -23,10 +25,16 @@ struct TestSource {
 
 impl TestSource {
     fn set(&self, type_url: &'static str, resources: Vec<Resource>) {
-        self.resources
-            .lock()
-            .expect("lock")
-            .insert(type_url, resources.into_iter().map(Arc::new).collect());
+        self.set_all(vec![(type_url, resources)]);
+    }
+
+    /// Changes several types at once, as one snapshot.
+    fn set_all(&self, changes: Vec<(&'static str, Vec<Resource>)>) {
+        let mut all = self.resources.lock().expect("lock");
+        for (type_url, resources) in changes {
+            all.insert(type_url, resources.into_iter().map(Arc::new).collect());
+        }
+        drop(all);
         if let Some(tx) = &*self.tx.lock().expect("lock") {
             tx.send_modify(|v| *v += 1);
         }
@@ -85,6 +93,8 @@ impl Source for Shared {
 struct Recorder {
     clusters: Arc<Mutex<BTreeMap<String, Cluster>>>,
     endpoints: Arc<Mutex<BTreeMap<String, ClusterLoadAssignment>>>,
+    /// What arrived, in order: `endpoints:NAME` and `listener:NAME`.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Handler for Recorder {
@@ -123,10 +133,27 @@ impl Handler for Recorder {
                 for any in list {
                     let c = ClusterLoadAssignment::decode(any.value.as_slice())
                         .map_err(|e| e.to_string())?;
+                    self.log
+                        .lock()
+                        .expect("lock")
+                        .push(format!("endpoints:{}", c.cluster_name));
                     self.endpoints
                         .lock()
                         .expect("lock")
                         .insert(c.cluster_name.clone(), c);
+                }
+            }
+            type_url::LISTENER => {
+                let list = match update {
+                    Update::Full(list) => list,
+                    Update::Delta { changed, .. } => changed.into_iter().map(|(_, a)| a).collect(),
+                };
+                for any in list {
+                    let l = Listener::decode(any.value.as_slice()).map_err(|e| e.to_string())?;
+                    self.log
+                        .lock()
+                        .expect("lock")
+                        .push(format!("listener:{}", l.name));
                 }
             }
             _ => {}
@@ -144,6 +171,7 @@ impl Handler for Recorder {
             .collect();
         vec![
             (type_url::CLUSTER, Subscription::Wildcard),
+            (type_url::LISTENER, Subscription::Wildcard),
             (
                 type_url::CLUSTER_LOAD_ASSIGNMENT,
                 Subscription::Names(names),
@@ -162,6 +190,27 @@ fn cluster(name: &str, timeout: i64) -> Resource {
         ..Default::default()
     };
     Resource::new(name, &c)
+}
+
+fn eds_cluster(name: &str) -> Resource {
+    let c = Cluster {
+        name: name.into(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Eds as i32,
+        )),
+        ..Default::default()
+    };
+    Resource::new(name, &c)
+}
+
+fn listener_named(name: &str) -> Resource {
+    Resource::new(
+        name,
+        &Listener {
+            name: name.into(),
+            ..Default::default()
+        },
+    )
 }
 
 fn cla(name: &str) -> Resource {
@@ -255,6 +304,31 @@ async fn scenario(protocol: Protocol) {
         "last good configuration kept"
     );
     assert!(!source.acks.lock().expect("lock").is_empty());
+
+    // A new EDS cluster and a listener that uses it, in one change: the listener waits
+    // until the client has subscribed to the cluster's endpoints and received them.
+    source.set_all(vec![
+        (type_url::CLUSTER, vec![cluster("a", 2), eds_cluster("d")]),
+        (
+            type_url::CLUSTER_LOAD_ASSIGNMENT,
+            vec![cla("a"), cla("b"), cla("c"), cla("d")],
+        ),
+        (type_url::LISTENER, vec![listener_named("to-d")]),
+    ]);
+    let log = recorder.log.clone();
+    eventually("the listener", || {
+        log.lock()
+            .expect("lock")
+            .iter()
+            .any(|e| e == "listener:to-d")
+    })
+    .await;
+    let log = log.lock().expect("lock").clone();
+    let at = |e: &str| log.iter().position(|x| x == e);
+    assert!(
+        at("endpoints:d") < at("listener:to-d") && at("endpoints:d").is_some(),
+        "endpoints before the listener that routes to them: {log:?}"
+    );
 }
 
 #[tokio::test]

@@ -337,19 +337,22 @@ fn protocol(
 ) {
     let mut protocol = UpstreamProtocol::Http1;
     let mut h2: Option<&core::Http2ProtocolOptions> = c.http2_protocol_options.as_ref();
+    let mut h2_path = format!("{path}.http2_protocol_options");
     if h2.is_some() {
         protocol = UpstreamProtocol::Http2;
     }
     let mut common: Option<&core::HttpProtocolOptions> = None;
+    let mut options_path = String::new();
     let options: Option<HttpProtocolOptions> =
         c.typed_extension_protocol_options
             .iter()
             .find_map(|(key, any)| {
-                let opath = format!("{path}.typed_extension_protocol_options[{key:?}]");
+                let opath = format!("{path}.typed_extension_protocol_options[{key}]");
                 if any.type_url != type_url::HTTP_PROTOCOL_OPTIONS {
                     ctx.error(&opath, format!("{} is not supported", any.type_url));
                     return None;
                 }
+                options_path = opath.clone();
                 decode_any::<HttpProtocolOptions>(any, &opath, ctx)
             });
     if let Some(o) = &options {
@@ -361,6 +364,8 @@ fn protocol(
                     Some(P::Http2ProtocolOptions(o)) => {
                         protocol = UpstreamProtocol::Http2;
                         h2 = Some(o);
+                        h2_path =
+                            format!("{options_path}.explicit_http_config.http2_protocol_options");
                     }
                     Some(P::HttpProtocolOptions(_)) | None => protocol = UpstreamProtocol::Http1,
                     Some(_) => ctx.error(path, "HTTP/3 upstreams are not supported"),
@@ -369,6 +374,8 @@ fn protocol(
             Some(U::UseDownstreamProtocolConfig(d)) => {
                 protocol = UpstreamProtocol::UseDownstream;
                 h2 = d.http2_protocol_options.as_ref();
+                h2_path =
+                    format!("{options_path}.use_downstream_protocol_config.http2_protocol_options");
             }
             Some(_) => ctx.error(
                 path,
@@ -380,6 +387,13 @@ fn protocol(
     }
     let mut settings = Http2Settings::default();
     if let Some(h2) = h2 {
+        // Honoured on listeners; upstream, the server's own SETTINGS limit applies.
+        if h2.max_concurrent_streams.is_some() {
+            ctx.error(
+                &format!("{h2_path}.max_concurrent_streams"),
+                "not supported on clusters (the upstream's SETTINGS_MAX_CONCURRENT_STREAMS applies)",
+            );
+        }
         settings.initial_stream_window_size = h2.initial_stream_window_size.map(|v| v.value);
         settings.initial_connection_window_size =
             h2.initial_connection_window_size.map(|v| v.value);
