@@ -564,6 +564,8 @@ struct ControlProcess {
     pid: u32,
     xds: String,
     api: ApiClient,
+    /// The mesh's admin token: the simulated sidecars present it over xDS.
+    token: String,
     _data: tempfile::TempDir,
 }
 
@@ -586,6 +588,8 @@ impl ControlProcess {
             .arg("127.0.0.1:0")
             .arg("--api-address")
             .arg("127.0.0.1:0")
+            .arg("--xds-tls-address")
+            .arg("off")
             .env(
                 "RUST_LOG",
                 std::env::var("CP_LOG").unwrap_or_else(|_| "warn".into()),
@@ -623,12 +627,18 @@ impl ControlProcess {
             .to_string();
         // Keep draining stdout so the child never blocks on it.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let api = ApiClient::new(&[api], None).with_timeout(Duration::from_secs(300));
+        let token = std::fs::read_to_string(data.path().join("data").join("admin-token"))
+            .expect("the admin token the control plane wrote")
+            .trim()
+            .to_string();
+        let api =
+            ApiClient::new(&[api], Some(token.clone())).with_timeout(Duration::from_secs(300));
         let process = ControlProcess {
             child,
             pid,
             xds: format!("http://{xds}"),
             api,
+            token,
             _data: data,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -1077,7 +1087,7 @@ async fn run_mode(p: &Params, mode: Protocol) -> ModeResult {
             endpoints: vec![cp.xds.clone()],
             node: sidecar_node(p, c),
             protocol: mode,
-            token: None,
+            token: Some(cp.token.clone()),
             max_backoff: Duration::from_secs(2),
         };
         let handler = SimClient::new(c, shared.clone());

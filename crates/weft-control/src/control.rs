@@ -2,10 +2,14 @@
 //! and the REST API it serves, and an orderly shutdown.
 
 use crate::api::{self, Api};
+use crate::auth::Tokens;
+use crate::ca::{Authority, SuppliedCa, DEFAULT_WORKLOAD_TTL};
+use crate::identity::{valid_trust_domain, DEFAULT_TRUST_DOMAIN};
 use crate::mesh::{Debounce, Mesh};
 use crate::metrics::Metrics;
 use crate::proxies::Proxies;
 use crate::registrar::{Graces, Registrar};
+use crate::sealing::Sealer;
 use crate::source::MeshSource;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +25,8 @@ use weft_xds::server::AdsServer;
 
 /// Istio's port for plaintext xDS.
 pub const DEFAULT_XDS_PORT: u16 = 15010;
+/// Istio's port for xDS over TLS.
+pub const DEFAULT_XDS_TLS_PORT: u16 = 15012;
 /// Istio's port for the control plane's HTTP monitoring; Weft's REST API lives there.
 pub const DEFAULT_API_PORT: u16 = 15014;
 
@@ -33,12 +39,25 @@ pub struct Config {
     pub store: Option<String>,
     /// xDS (gRPC) listen address.
     pub xds_address: SocketAddr,
+    /// xDS over TLS listen address (`None`: not served).
+    pub xds_tls_address: Option<SocketAddr>,
+    /// Names (DNS or IP) the xDS/TLS certificate is valid for, besides the listen IP
+    /// and `localhost`.
+    pub xds_tls_names: Vec<String>,
     /// REST API listen address.
     pub api_address: SocketAddr,
     /// Debouncing of changes.
     pub debounce: Debounce,
     /// Registry timings.
     pub graces: Graces,
+    /// The SPIFFE trust domain of workload identities.
+    pub trust_domain: String,
+    /// The key that seals secrets in the store (required with etcd).
+    pub seal_key: Option<PathBuf>,
+    /// A CA the operator supplies instead of the one Weft makes.
+    pub ca: Option<SuppliedCa>,
+    /// Lifetime of workload certificates.
+    pub workload_cert_ttl: Duration,
 }
 
 impl Config {
@@ -48,9 +67,15 @@ impl Config {
             data_dir,
             store: None,
             xds_address: SocketAddr::from(([127, 0, 0, 1], DEFAULT_XDS_PORT)),
+            xds_tls_address: Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_XDS_TLS_PORT))),
+            xds_tls_names: Vec::new(),
             api_address: SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)),
             debounce: Debounce::default(),
             graces: Graces::default(),
+            trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
+            seal_key: None,
+            ca: None,
+            workload_cert_ttl: DEFAULT_WORKLOAD_TTL,
         }
     }
 }
@@ -74,6 +99,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// Secrets are unusable: the seal key, the CA, the token key.
+    #[error("{0}")]
+    Security(String),
     /// A listen address could not be bound.
     #[error("cannot listen for {what} on {address}: {source}")]
     Bind {
@@ -84,6 +112,18 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// Creates `dir` if needed, readable by this user alone (it holds the store, and with
+/// it the CA's key).
+pub fn private_dir(dir: &std::path::Path) -> Result<(), StartError> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |source| StartError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)
 }
 
 /// Opens the store a configuration names.
@@ -102,12 +142,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
             let path = match other {
                 Some(path) => PathBuf::from(path.strip_prefix("redb://").unwrap_or(path)),
                 None => {
-                    std::fs::create_dir_all(&config.data_dir).map_err(|source| {
-                        StartError::DataDir {
-                            path: config.data_dir.clone(),
-                            source,
-                        }
-                    })?;
+                    private_dir(&config.data_dir)?;
                     config.data_dir.join("store.redb")
                 }
             };
@@ -120,14 +155,62 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     }
 }
 
+/// Opens the token key and the CA (creating both at the mesh's first start).
+async fn security(
+    config: &Config,
+    store: &Arc<dyn Store>,
+) -> Result<(Arc<Tokens>, Arc<Authority>, Option<String>), StartError> {
+    if !valid_trust_domain(&config.trust_domain) {
+        return Err(StartError::Security(format!(
+            "trust domain {:?}: lowercase letters, digits, '.', '-' and '_' only",
+            config.trust_domain
+        )));
+    }
+    let sealer = match &config.seal_key {
+        Some(path) => Sealer::from_file(path).map_err(|e| StartError::Security(e.to_string()))?,
+        None if config
+            .store
+            .as_deref()
+            .is_some_and(|s| s.starts_with("etcd://")) =>
+        {
+            return Err(StartError::Security(
+                "with an etcd store, --seal-key FILE is required: the CA key and the token key \
+                 are kept in etcd sealed with it (make one with `openssl rand -hex 32`)"
+                    .into(),
+            ))
+        }
+        None => Sealer::none(),
+    };
+    let sealer = Arc::new(sealer);
+    let (tokens, admin) = Tokens::open(store.clone(), &sealer, &config.trust_domain)
+        .await
+        .map_err(|e| StartError::Security(format!("tokens: {e}")))?;
+    let authority = Authority::open(
+        store.clone(),
+        sealer,
+        &config.trust_domain,
+        config.workload_cert_ttl,
+        config.ca.as_ref(),
+    )
+    .await
+    .map_err(|e| StartError::Security(format!("certificate authority: {e}")))?;
+    Ok((Arc::new(tokens), Arc::new(authority), admin))
+}
+
 /// A running replica.
 pub struct ControlPlane {
     /// Where xDS is served.
     pub xds_address: SocketAddr,
+    /// Where xDS over TLS is served.
+    pub xds_tls_address: Option<SocketAddr>,
+    /// The trust bundle, written for clients at `<data-dir>/ca-roots.pem`.
+    pub roots_file: PathBuf,
     /// Where the REST API is served.
     pub api_address: SocketAddr,
     /// This replica's id.
     pub replica: String,
+    /// The admin token, when this start created it (the mesh's first start).
+    pub admin_token: Option<String>,
     mesh: Arc<Mesh>,
     registrar: Arc<Registrar>,
     stop: watch::Sender<bool>,
@@ -164,10 +247,16 @@ impl ControlPlane {
                 })
         };
         let xds_listener = bind("xDS", config.xds_address).await?;
+        let xds_tls_listener = match config.xds_tls_address {
+            Some(address) => Some(bind("xDS over TLS", address).await?),
+            None => None,
+        };
+        let xds_tls_address = xds_tls_listener.as_ref().and_then(|l| l.local_addr().ok());
         let api_listener = bind("the API", config.api_address).await?;
         let xds_address = xds_listener.local_addr().unwrap_or(config.xds_address);
         let api_address = api_listener.local_addr().unwrap_or(config.api_address);
 
+        let (tokens, authority, admin_token) = security(&config, &store).await?;
         let metrics = Arc::new(Metrics::new());
         let replica = replica_id();
         let mesh = Mesh::new(store.clone(), metrics.clone(), config.debounce);
@@ -195,8 +284,44 @@ impl ControlPlane {
             proxies.clone(),
             registrar.clone(),
             metrics.clone(),
+            tokens.clone(),
         ));
         let ads = AdsServer::new(source).into_service();
+        private_dir(&config.data_dir)?;
+        let roots_file = config.data_dir.join("ca-roots.pem");
+        let roots = authority
+            .roots()
+            .await
+            .map_err(|e| StartError::Security(format!("certificate authority: {e}")))?;
+        std::fs::write(&roots_file, roots.concat()).map_err(|source| StartError::DataDir {
+            path: roots_file.clone(),
+            source,
+        })?;
+        if let (Some(listener), Some(address)) = (xds_tls_listener, xds_tls_address) {
+            let mut names = vec!["localhost".to_string(), address.ip().to_string()];
+            names.extend(config.xds_tls_names.iter().cloned());
+            let tls = crate::xds_tls::server_config(authority.clone(), names, stopped.clone())
+                .await
+                .map_err(|e| StartError::Security(format!("xDS/TLS certificate: {e}")))?;
+            let ads = ads.clone();
+            let mut tls_stop = stopped.clone();
+            tasks.spawn(async move {
+                let served = tonic::transport::Server::builder()
+                    .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                    .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+                    .add_service(ads)
+                    .serve_with_incoming_shutdown(
+                        crate::xds_tls::incoming(listener, tls),
+                        async move {
+                            let _ = tls_stop.changed().await;
+                        },
+                    )
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "xDS/TLS server failed");
+                }
+            });
+        }
         let mut xds_stop = stopped.clone();
         tasks.spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(xds_listener);
@@ -220,6 +345,8 @@ impl ControlPlane {
             registrar: registrar.clone(),
             proxies,
             metrics,
+            tokens,
+            authority: authority.clone(),
         });
         let mut api_stop = stopped.clone();
         tasks.spawn(async move {
@@ -235,8 +362,11 @@ impl ControlPlane {
         tracing::info!(%xds_address, %api_address, replica, "control plane started");
         Ok(ControlPlane {
             xds_address,
+            xds_tls_address,
+            roots_file,
             api_address,
             replica,
+            admin_token,
             mesh,
             registrar,
             stop,

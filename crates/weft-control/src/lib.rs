@@ -8,11 +8,14 @@
 //! ```
 
 pub mod api;
+pub mod auth;
+pub mod ca;
 pub mod client;
 pub mod control;
 pub mod describe;
 pub mod diff;
 pub mod health;
+pub mod identity;
 pub mod mesh;
 pub mod metrics;
 pub mod prober;
@@ -20,7 +23,9 @@ pub mod proxies;
 pub mod registrar;
 pub mod registry;
 pub mod resources;
+pub mod sealing;
 pub mod source;
 pub mod translate;
+pub mod xds_tls;
 
 pub use control::{Config, ControlPlane, StartError};

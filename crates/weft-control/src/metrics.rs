@@ -52,6 +52,12 @@ pub struct Metrics {
     pub instances_healthy: Gauge,
     /// Applied resources.
     pub resources: Gauge,
+    /// Requests and streams refused for want of a valid credential.
+    pub auth_failures: Counter,
+    /// Workload certificates signed.
+    pub certificates_signed: Counter,
+    /// CSRs refused (invalid, or for another identity than the credential's).
+    pub csr_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -78,6 +84,9 @@ impl Metrics {
             instances: Gauge::default(),
             instances_healthy: Gauge::default(),
             resources: Gauge::default(),
+            auth_failures: Counter::default(),
+            certificates_signed: Counter::default(),
+            csr_refused: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -129,6 +138,21 @@ impl Metrics {
             m.instances_healthy.clone(),
         );
         registry.register("resources", "Applied resources", m.resources.clone());
+        registry.register(
+            "auth_failures",
+            "API requests and xDS streams refused for want of a valid credential",
+            m.auth_failures.clone(),
+        );
+        registry.register(
+            "certificates_signed",
+            "Workload certificates signed",
+            m.certificates_signed.clone(),
+        );
+        registry.register(
+            "csr_refused",
+            "Certificate signing requests refused",
+            m.csr_refused.clone(),
+        );
         Metrics { registry, ..m }
     }
 

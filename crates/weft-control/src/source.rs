@@ -1,6 +1,8 @@
 //! The xDS [`Source`]: admits each stream, registers a sidecar's workload, and gives
 //! every proxy its view of the current snapshot.
 
+use crate::auth::{AuthError, Principal, Tokens};
+use crate::identity::Identity;
 use crate::mesh::Mesh;
 use crate::metrics::{type_label, Metrics};
 use crate::proxies::{unix_now, Proxies, ProxyStatus};
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tonic::Status;
-use weft_xds::server::{ClientInfo, Pushed, Source, View};
+use weft_xds::server::{Authenticating, ClientInfo, Pushed, Source, View};
 use weft_xds::Resource;
 
 /// Serves the mesh to xDS clients.
@@ -22,6 +24,7 @@ pub struct MeshSource {
     proxies: Arc<Proxies>,
     registrar: Arc<Registrar>,
     metrics: Arc<Metrics>,
+    tokens: Arc<Tokens>,
 }
 
 impl MeshSource {
@@ -31,12 +34,14 @@ impl MeshSource {
         proxies: Arc<Proxies>,
         registrar: Arc<Registrar>,
         metrics: Arc<Metrics>,
+        tokens: Arc<Tokens>,
     ) -> Self {
         MeshSource {
             mesh,
             proxies,
             registrar,
             metrics,
+            tokens,
         }
     }
 }
@@ -71,7 +76,32 @@ fn instance_of(node_id: &str, proxy: &ProxyInfo, owner: String) -> Instance {
     }
 }
 
+/// The principal field of [`ClientInfo`] for an admin.
+const ADMIN: &str = "admin";
+
 impl Source for MeshSource {
+    fn authenticate<'a>(
+        &'a self,
+        metadata: &'a tonic::metadata::MetadataMap,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Authenticating<'a> {
+        Box::pin(async move {
+            let header = metadata.get("authorization").and_then(|v| v.to_str().ok());
+            match self.tokens.verify_bearer(header).await {
+                Ok(Principal::Admin) => Ok(Some(ADMIN.to_string())),
+                Ok(Principal::Workload(identity)) => {
+                    Ok(Some(identity.spiffe_id(self.tokens.trust_domain())))
+                }
+                Err(AuthError::Unauthenticated(why)) => {
+                    self.metrics.auth_failures.inc();
+                    tracing::warn!(?peer, reason = why, "xDS stream refused");
+                    Err(Status::unauthenticated(why))
+                }
+                Err(e) => Err(Status::unavailable(e.to_string())),
+            }
+        })
+    }
+
     fn connect(
         &self,
         client: &ClientInfo,
@@ -79,6 +109,22 @@ impl Source for MeshSource {
     ) -> Result<Arc<dyn View>, Status> {
         let proxy = ProxyInfo::from_node(&client.node);
         let id = client.node.id.clone();
+        // A workload's token lets it be that workload and no other.
+        if let Some(principal) = client.principal.as_deref().filter(|p| *p != ADMIN) {
+            let namespace = if proxy.namespace.is_empty() {
+                weft_model::DEFAULT_NAMESPACE
+            } else {
+                proxy.namespace.as_str()
+            };
+            let claimed = Identity::new(namespace, proxy.service.as_str())
+                .spiffe_id(self.tokens.trust_domain());
+            if !proxy.service.is_empty() && claimed != principal {
+                self.metrics.auth_failures.inc();
+                return Err(Status::permission_denied(format!(
+                    "the node says it is {claimed}, but the credential is for {principal}"
+                )));
+            }
+        }
         let registers = proxy.role == "sidecar" && !proxy.ports.is_empty();
         if registers && id.is_empty() {
             return Err(Status::invalid_argument(

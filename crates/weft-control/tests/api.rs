@@ -29,8 +29,12 @@ impl Fixture {
         let mut config = Config::new(dir.clone());
         config.xds_address = "127.0.0.1:0".parse().expect("address");
         config.api_address = "127.0.0.1:0".parse().expect("address");
+        config.xds_tls_address = None;
         let control = ControlPlane::start(config).await.expect("control plane");
-        let api = ApiClient::new(&[control.api_address.to_string()], None);
+        let api = ApiClient::new(
+            &[control.api_address.to_string()],
+            control.admin_token.clone(),
+        );
         Fixture {
             control: Some(control),
             api,
@@ -311,7 +315,7 @@ async fn registration_health_and_nacks_are_visible() {
             endpoints: vec![format!("http://{xds}")],
             node: sidecar_node("ratings-1.default"),
             protocol: Protocol::Sotw,
-            token: None,
+            token: f.control().admin_token.clone(),
             max_backoff: Duration::from_secs(1),
         },
         Rejecting,

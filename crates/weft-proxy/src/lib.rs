@@ -53,6 +53,9 @@ pub struct ProxyOptions {
     pub concurrency: usize,
     /// Time in-flight requests get when shutting down.
     pub drain_timeout: Duration,
+    /// The credential presented to the control plane over xDS (default: `WEFT_TOKEN`
+    /// from the environment).
+    pub xds_token: Option<String>,
 }
 
 impl ProxyOptions {
@@ -62,6 +65,7 @@ impl ProxyOptions {
             config_path: config_path.into(),
             concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            xds_token: std::env::var("WEFT_TOKEN").ok().filter(|t| !t.is_empty()),
         }
     }
 }
@@ -218,6 +222,7 @@ impl Proxy {
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let main_state = state.clone();
         let drain_timeout = self.options.drain_timeout;
+        let xds_token = self.options.xds_token.clone();
         let clusters = self.clusters.clone();
         let thread = std::thread::Builder::new().name("weft-main".into()).spawn(move || {
             main_runtime.block_on(async move {
@@ -234,7 +239,7 @@ impl Proxy {
                             endpoints: settings.endpoints,
                             node: xds_node(node),
                             protocol: settings.protocol,
-                            token: std::env::var("WEFT_TOKEN").ok().filter(|t| !t.is_empty()),
+                            token: xds_token,
                             max_backoff: Duration::from_secs(10),
                         };
                         tokio::spawn(weft_xds::client::run(config, handler));

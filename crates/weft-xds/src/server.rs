@@ -75,6 +75,8 @@ pub struct ClientInfo {
     pub peer: Option<SocketAddr>,
     /// Whether it speaks the incremental protocol.
     pub delta: bool,
+    /// Who it proved to be ([`Source::authenticate`]), when it had to.
+    pub principal: Option<String>,
 }
 
 /// What one client sees; dropped when its stream ends.
@@ -104,10 +106,24 @@ pub struct Pushed<'a> {
     pub bytes: usize,
 }
 
+/// What [`Source::authenticate`] returns.
+pub type Authenticating<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<String>, Status>> + Send + 'a>>;
+
 /// Admits clients and gives each its view.
 pub trait Source: Send + Sync + 'static {
-    /// Called with a stream's first request: authenticate (from `metadata`), register,
-    /// and return the client's view, or refuse the stream.
+    /// Called first with a stream's credentials (`metadata`): the principal they prove,
+    /// or the reason the stream is refused. By default everyone is admitted, anonymous.
+    fn authenticate<'a>(
+        &'a self,
+        _metadata: &'a tonic::metadata::MetadataMap,
+        _peer: Option<SocketAddr>,
+    ) -> Authenticating<'a> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Called with a stream's first request once authenticated: check the node against
+    /// the principal, register, and return the client's view, or refuse the stream.
     fn connect(
         &self,
         client: &ClientInfo,
@@ -270,6 +286,7 @@ impl<S: Source> AdsServer<S> {
         metadata: &tonic::metadata::MetadataMap,
         delta: bool,
     ) -> Result<(R, Streaming<R>, Arc<dyn View>), Status> {
+        let principal = self.source.authenticate(metadata, peer).await?;
         let mut inbound = Streaming::new_request(
             ProstDecoder::<R>(PhantomData),
             body,
@@ -286,6 +303,7 @@ impl<S: Source> AdsServer<S> {
             node: first.node().cloned().unwrap_or_default(),
             peer,
             delta,
+            principal,
         };
         let view = self.source.connect(&client, metadata)?;
         Ok((first, inbound, view))

@@ -1,7 +1,7 @@
 //! The kubectl-like CLI against a real control plane: apply from files, directories
 //! and standard input, dry runs, `get` in every format (its YAML applies back
-//! unchanged), `delete`, `describe`, `proxy-status`, clear errors, and the client
-//! config file.
+//! unchanged), `delete`, `describe`, `proxy-status`, `token`, clear errors, the client
+//! config file, and no answer without a credential.
 
 mod support;
 
@@ -9,9 +9,18 @@ use std::io::Write;
 use std::process::{Output, Stdio};
 use support::*;
 
+/// The admin token of the test's control plane.
+static ADMIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// `weft ARGS` with the admin token in `WEFT_TOKEN`.
 fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    run_with(args, stdin, ADMIN.get().map_or("", String::as_str))
+}
+
+fn run_with(args: &[&str], stdin: Option<&str>, token: &str) -> Output {
     let mut child = weft()
         .args(args)
+        .env("WEFT_TOKEN", token)
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -50,6 +59,18 @@ async fn cli_manages_resources() {
     let control = Control::start(&dir.0, "control", &dir.join("data"), &[]);
     let server = control.api.to_string();
     let s = server.as_str();
+    ADMIN
+        .set(control.token.clone())
+        .expect("one control plane per test binary");
+
+    // Nothing without a credential, and the error says where to find one.
+    let o = run_with(&["get", "services", "--server", s], None, "");
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("a credential is required"), "{err}");
+    assert!(err.contains("admin-token"), "{err}");
+    let o = run_with(&["get", "services", "--server", s], None, "not-a-token");
+    assert!(text(&o).1.contains("not a token"), "{:?}", text(&o));
 
     // A directory: every file in name order, each all or nothing.
     let o = run(&["apply", "--server", s, "-f", NETWORKING], None);
@@ -211,11 +232,44 @@ async fn cli_manages_resources() {
 
     // The client config file, as kubectl's kubeconfig.
     let config = dir.join("config.yaml");
-    std::fs::write(&config, format!("server: {s}\n")).expect("config");
+    std::fs::write(&config, format!("server: {s}\ntoken: {}\n", control.token)).expect("config");
     let o = weft()
         .args(["get", "dr", "-o", "name"])
         .env("WEFT_CONFIG", &config)
         .output()
         .expect("weft");
     assert!(text(&o).0.contains("details"), "{:?}", text(&o));
+
+    // Join tokens: created (printed alone), listed (never the token), revoked.
+    let o = run(
+        &["token", "create", "--service", "reviews", "--server", s],
+        None,
+    );
+    let (token, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("spiffe://cluster.local/ns/default/sa/reviews"),
+        "{err}"
+    );
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let o = run(&["token", "list", "--server", s], None);
+    let (list, _) = text(&o);
+    assert!(
+        list.contains("default/reviews") && list.contains("admin"),
+        "{list}"
+    );
+    assert!(!list.contains(token), "tokens are never listed");
+    // A join token cannot administer the mesh.
+    let o = run_with(&["get", "services", "--server", s], None, token);
+    assert!(text(&o).1.contains("cannot use GET"), "{:?}", text(&o));
+    let id = list
+        .lines()
+        .find(|l| l.contains("default/reviews"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the token's id");
+    let o = run(&["token", "revoke", id, "--server", s], None);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = run_with(&["get", "services", "--server", s], None, token);
+    assert!(text(&o).1.contains("revoked"), "{:?}", text(&o));
 }

@@ -39,8 +39,9 @@ async fn demo_serves_the_product_page_and_stops_cleanly() {
     });
     let mut page = None;
     let mut api = None;
+    let mut token_file = None;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while page.is_none() || api.is_none() {
+    while page.is_none() || api.is_none() || token_file.is_none() {
         let line = lines_rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .unwrap_or_else(|_| panic!("no banner from the demo:\n{}", demo.log_text()));
@@ -50,7 +51,15 @@ async fn demo_serves_the_product_page_and_stops_cleanly() {
         if let Some(rest) = line.trim().strip_prefix("Control plane   API http://") {
             api = rest.split_whitespace().next().map(str::to_string);
         }
+        // export WEFT_TOKEN=$(cat PATH)     # the mesh's admin token
+        if let Some(rest) = line.trim().strip_prefix("export WEFT_TOKEN=$(cat ") {
+            token_file = rest.split(')').next().map(str::to_string);
+        }
     }
+    let token = std::fs::read_to_string(token_file.expect("token file"))
+        .expect("the admin token the banner names")
+        .trim()
+        .to_string();
     let page = page.expect("page");
     let api: SocketAddr = api.expect("api").parse().expect("API address");
     let gateway: SocketAddr = page
@@ -82,6 +91,7 @@ async fn demo_serves_the_product_page_and_stops_cleanly() {
     // The CLI talks to the demo's control plane.
     let out = weft()
         .args(["get", "services", "--server", &api.to_string()])
+        .env("WEFT_TOKEN", &token)
         .output()
         .expect("weft get services");
     let table = String::from_utf8_lossy(&out.stdout);
@@ -95,6 +105,7 @@ async fn demo_serves_the_product_page_and_stops_cleanly() {
     let apply = |file: &str| {
         let out = weft()
             .args(["apply", "--server", &api.to_string(), "-f"])
+            .env("WEFT_TOKEN", &token)
             .arg(format!(
                 "{}/../../examples/bookinfo/networking/{file}",
                 env!("CARGO_MANIFEST_DIR")

@@ -153,8 +153,9 @@ fn require_grpcio() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// `weft control` on free ports: (process, xDS address, API address).
-fn start_control(dir: &TempDir) -> (Proc, String, String) {
+/// `weft control` on free ports: (process, xDS over TLS address, API address, admin
+/// token).
+fn start_control(dir: &TempDir) -> (Proc, String, String, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_weft"));
     c.arg("control")
         .arg("--data-dir")
@@ -164,16 +165,20 @@ fn start_control(dir: &TempDir) -> (Proc, String, String) {
             "127.0.0.1:0",
             "--api-address",
             "127.0.0.1:0",
+            "--xds-tls-address",
+            "127.0.0.1:0",
         ])
         .env_remove("WEFT_STORE");
     let control = Proc::spawn("weft control", c, dir.join("control.log"));
     // weft control plane: xDS on 127.0.0.1:PORT, API on http://127.0.0.1:PORT
     let line = control.line();
-    let xds = line
-        .split("xDS on ")
+    // xDS over TLS on 127.0.0.1:PORT (trust bundle: PATH)
+    let tls_line = control.line();
+    let xds = tls_line
+        .split("xDS over TLS on ")
         .nth(1)
-        .and_then(|s| s.split(',').next())
-        .unwrap_or_else(|| panic!("no xDS address in {line:?}"))
+        .and_then(|s| s.split(' ').next())
+        .unwrap_or_else(|| panic!("no xDS/TLS address in {tls_line:?}"))
         .to_string();
     let api = line
         .split("API on http://")
@@ -181,15 +186,42 @@ fn start_control(dir: &TempDir) -> (Proc, String, String) {
         .unwrap_or_else(|| panic!("no API address in {line:?}"))
         .trim()
         .to_string();
-    (control, xds, api)
+    let token = std::fs::read_to_string(dir.join("data").join("admin-token"))
+        .expect("the admin token the control plane wrote")
+        .trim()
+        .to_string();
+    (control, xds, api, token)
+}
+
+/// A join token for `service`, from `weft token create`.
+fn join_token(api: &str, admin: &str, service: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args([
+            "token",
+            "create",
+            "--service",
+            service,
+            "--server",
+            api,
+            "--token",
+            admin,
+        ])
+        .output()
+        .expect("run weft token create");
+    assert!(
+        out.status.success(),
+        "weft token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// `weft apply -f` of `yaml`, as a user runs it.
-fn apply(dir: &TempDir, api: &str, name: &str, yaml: &str) {
+fn apply(dir: &TempDir, api: &str, token: &str, name: &str, yaml: &str) {
     let file = dir.join(name);
     std::fs::write(&file, yaml).expect("write the resources");
     let out = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["apply", "--server", api, "-f"])
+        .args(["apply", "--server", api, "--token", token, "-f"])
         .arg(&file)
         .env_remove("WEFT_TOKEN")
         .env_remove("WEFT_CONFIG")
@@ -301,7 +333,7 @@ fn read_log(path: &Path) -> String {
 fn proxyless_grpc_client_follows_a_weighted_split() {
     let grpcio = require_grpcio();
     let dir = TempDir::new();
-    let (control, xds, api) = start_control(&dir);
+    let (control, xds, api, admin) = start_control(&dir);
 
     let mut serve = python();
     serve.args(["serve", "v1=127.0.0.1", "v1=127.0.0.2", "v2=127.0.0.3"]);
@@ -314,24 +346,34 @@ fn proxyless_grpc_client_follows_a_weighted_split() {
     apply(
         &dir,
         &api,
+        &admin,
         "echo.yaml",
         &format!("{}{SUBSETS}---\n{}", workloads(port), split(80, 20)),
     );
 
     // gRPC's bootstrap as its documentation writes it; the node carries no Weft
     // metadata, so the control plane treats it as a proxyless client.
+    // Its credential: a join token, read by gRPC's JWT call credentials (gRFC A97),
+    // sent over TLS (gRFC A65) to a server whose certificate the mesh's CA signed.
+    let token_file = dir.join("token.jwt");
+    std::fs::write(&token_file, join_token(&api, &admin, "echo-client")).expect("write the token");
     let bootstrap = dir.join("bootstrap.json");
     let bootstrap_json = serde_json::json!({
         "xds_servers": [{
             "server_uri": xds,
-            "channel_creds": [{"type": "insecure"}],
+            "channel_creds": [{"type": "tls", "config": {
+                "ca_certificate_file": dir.join("data").join("ca-roots.pem"),
+            }}],
+            "call_creds": [{"type": "jwt_token_file", "config": {"jwt_token_file": token_file}}],
             "server_features": ["xds_v3"],
         }],
         "node": {"id": "weft-grpc-xds-test", "locality": {}},
     });
     std::fs::write(&bootstrap, bootstrap_json.to_string()).expect("write the bootstrap");
     let mut c = python();
-    c.arg("client").env("GRPC_XDS_BOOTSTRAP", &bootstrap);
+    c.arg("client")
+        .env("GRPC_XDS_BOOTSTRAP", &bootstrap)
+        .env("GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS", "true");
     let mut client = Proc::spawn("gRPC client", c, dir.join("client.log"));
     let context = |client: &Proc| {
         format!(
@@ -389,7 +431,7 @@ fn proxyless_grpc_client_follows_a_weighted_split() {
 
     // The canary is promoted: everything to v2. The client keeps its channel and
     // follows the pushed routes.
-    apply(&dir, &api, "promote.yaml", &split(0, 100));
+    apply(&dir, &api, &admin, "promote.yaml", &split(0, 100));
     client.send(&format!("follow {target} v2@ 50 15"));
     let answer = client.json();
     assert_eq!(

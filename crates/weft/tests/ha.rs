@@ -50,9 +50,19 @@ async fn replicas_share_etcd_and_take_over() {
     let etcd = EtcdServer::start()
         .await
         .expect("etcd (package etcd-server)");
-    let store = ["--store".to_string(), etcd.url()];
+    // Secrets in etcd are sealed with a key every replica is given.
+    let seal = dir.join("seal.key");
+    std::fs::write(&seal, "5eed".repeat(16)).expect("seal key");
+    let store = [
+        "--store".to_string(),
+        etcd.url(),
+        "--seal-key".to_string(),
+        seal.display().to_string(),
+    ];
     let mut a = Control::start(&dir.0, "control-a", &dir.join("a"), &store);
-    let b = Control::start(&dir.0, "control-b", &dir.join("b"), &store);
+    let mut b = Control::start(&dir.0, "control-b", &dir.join("b"), &store);
+    // The first replica made the mesh's admin token; the second shares it.
+    b.token = a.token.clone();
     let (api_a, api_b) = (a.client(), b.client());
 
     let v1 = Upstream::start("v1").await;

@@ -2,13 +2,15 @@
 
 use super::types::{HealthReport, ResourceList, ServiceDescription, ServiceSummary};
 use super::{Api, ApiError};
+use crate::auth::Principal;
+use crate::identity::Identity;
 use crate::proxies::ProxyStatus;
 use crate::registrar::HealthError;
 use crate::{describe, resources};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use weft_model::{Kind, DEFAULT_NAMESPACE};
 
@@ -137,9 +139,17 @@ pub async fn proxies(State(api): State<Api>) -> Json<Vec<ProxyStatus>> {
 
 pub async fn report_health(
     State(api): State<Api>,
+    Extension(principal): Extension<Principal>,
     Path((namespace, service, id)): Path<(String, String, String)>,
     Json(report): Json<HealthReport>,
 ) -> Result<StatusCode, ApiError> {
+    let identity = Identity::new(namespace.as_str(), service.as_str());
+    if !principal.may_act_as(&identity) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this credential cannot report the health of {identity}"),
+        ));
+    }
     match api
         .registrar
         .set_health(&namespace, &service, &id, report.healthy)

@@ -13,20 +13,33 @@
 //! | `GET /api/v1/services/{namespace}/{name}` | one service described |
 //! | `GET /api/v1/proxies` | connected proxies and their sync state |
 //! | `PUT /api/v1/registry/{namespace}/{service}/{id}/health` | a sidecar reports its application's health |
+//! | `POST /api/v1/tokens` | a join token for one identity ([`types::TokenRequest`]) |
+//! | `GET /api/v1/tokens` | token records (never tokens) |
+//! | `DELETE /api/v1/tokens/{id}` | revoke a token |
+//! | `POST /api/v1/certificates` | sign a workload CSR ([`types::CertificateRequest`]) |
+//! | `GET /api/v1/ca/roots` | the trust bundle (PEM) |
+//!
+//! Every path but `/ready` and `/metrics` needs `Authorization: Bearer TOKEN` (see
+//! [`auth`]): 401 without a valid one, 403 when a workload token asks for more than a
+//! sidecar needs.
 //!
 //! Errors are JSON [`types::ErrorBody`] with a 4xx or 5xx status.
 
+mod auth;
 mod changes;
 mod handlers;
+mod security;
 pub mod types;
 
+use crate::auth::Tokens;
+use crate::ca::Authority;
 use crate::mesh::Mesh;
 use crate::metrics::Metrics;
 use crate::proxies::Proxies;
 use crate::registrar::Registrar;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use std::sync::Arc;
 use types::ErrorBody;
@@ -45,6 +58,10 @@ pub struct Api {
     pub proxies: Arc<Proxies>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Token issuing and verification.
+    pub tokens: Arc<Tokens>,
+    /// The certificate authority.
+    pub authority: Arc<Authority>,
 }
 
 /// The API's routes.
@@ -69,7 +86,18 @@ pub fn router(api: Api) -> Router {
             "/api/v1/registry/{namespace}/{service}/{id}/health",
             put(handlers::report_health),
         )
+        .route(
+            "/api/v1/tokens",
+            post(security::create_token).get(security::list_tokens),
+        )
+        .route("/api/v1/tokens/{id}", delete(security::revoke_token))
+        .route("/api/v1/certificates", post(security::sign_certificate))
+        .route("/api/v1/ca/roots", get(security::roots))
         .fallback(handlers::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            auth::authenticate,
+        ))
         .with_state(api)
 }
 

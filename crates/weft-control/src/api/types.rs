@@ -195,3 +195,43 @@ pub struct ServiceDescription {
     /// Translation warnings that name the service or its resources.
     pub warnings: Vec<String>,
 }
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRequest {
+    /// The service the token is for.
+    pub service: String,
+    /// Its namespace (`default` when absent).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Lifetime in seconds (a year when absent).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A new token: shown once, never stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenCreated {
+    /// The token.
+    pub token: String,
+    /// The identity it proves.
+    pub spiffe_id: String,
+    /// Its record.
+    pub record: crate::auth::TokenRecord,
+}
+
+/// `POST /api/v1/certificates`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertificateRequest {
+    /// The CSR (PEM).
+    pub csr: String,
+    /// Lifetime in seconds (the control plane's default, and at most that, when absent).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// For admin callers: the service the certificate is for.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// For admin callers: its namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+}

@@ -64,6 +64,15 @@ impl ConnectArgs {
         serde_yaml_ng::from_str(&text).with_context(|| format!("{}", path.display()))
     }
 
+    /// The credential these settings name.
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        // An empty WEFT_TOKEN is no token.
+        if let Some(t) = self.token.as_ref().filter(|t| !t.is_empty()) {
+            return Ok(Some(t.clone()));
+        }
+        Ok(self.config_file()?.token.filter(|t| !t.is_empty()))
+    }
+
     /// The API client these settings describe.
     pub fn client(&self) -> anyhow::Result<ApiClient> {
         let file = self.config_file()?;
@@ -72,7 +81,11 @@ impl ConnectArgs {
             .clone()
             .or(file.server)
             .unwrap_or_else(|| format!("127.0.0.1:{DEFAULT_API_PORT}"));
-        let token = self.token.clone().or(file.token);
+        let token = self
+            .token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .or(file.token.filter(|t| !t.is_empty()));
         Ok(ApiClient::new(&[server], token))
     }
 }

@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
-use weft_control::api::types::{ChangeResponse, Document, DocumentsRequest};
+use weft_control::api::types::{
+    ChangeResponse, Document, DocumentsRequest, TokenCreated, TokenRequest,
+};
 use weft_control::client::ApiClient;
 use weft_control::control::{DEFAULT_API_PORT, DEFAULT_XDS_PORT};
 use weft_control::{Config, ControlPlane};
@@ -93,13 +95,25 @@ async fn demo(
     let mut config = Config::new(data_dir.to_path_buf());
     config.api_address = args.api_address;
     config.xds_address = args.xds_address;
+    // The demo's sidecars are on this machine and use plaintext xDS with join tokens.
+    config.xds_tls_address = None;
     let control = ControlPlane::start(config).await.context(
         "starting the control plane (is another `weft demo` or `weft control` running? \
          choose other ports with --api-address and --xds-address)",
     )?;
     let api = control.api_address;
     let xds = control.xds_address;
-    let client = ApiClient::new(&[api.to_string()], None);
+    let admin_token = match &control.admin_token {
+        Some(token) => {
+            super::control::save_admin_token(data_dir, token)?;
+            token.clone()
+        }
+        None => std::fs::read_to_string(data_dir.join("admin-token"))
+            .context("reading the admin token of this data directory")?
+            .trim()
+            .to_string(),
+    };
+    let client = ApiClient::new(&[api.to_string()], Some(admin_token));
     for (name, text) in INITIAL {
         let request = DocumentsRequest {
             documents: vec![Document {
@@ -119,14 +133,14 @@ async fn demo(
         p => p,
     };
     let mut children = Vec::new();
-    let started = start_all(&exe, api, xds, gateway_port, logs, &mut children);
+    let started = start_all(&exe, &client, xds, gateway_port, logs, &mut children).await;
     let ready = match started {
         Ok(()) => wait_for_product_page(gateway_port, &mut children).await,
         Err(e) => Err(e),
     };
     let code = match ready {
         Ok(()) => {
-            print_banner(&exe, gateway_port, api, xds, logs);
+            print_banner(&exe, gateway_port, api, xds, data_dir, logs);
             tokio::select! {
                 _ = super::signals::terminated() => {}
                 name = watch_children(&mut children) => {
@@ -150,12 +164,15 @@ fn spawn(
     exe: &std::path::Path,
     name: &str,
     args: &[String],
+    token: &str,
     logs: &std::path::Path,
     children: &mut Vec<Child>,
 ) -> anyhow::Result<()> {
     let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
     let process = std::process::Command::new(exe)
         .args(args)
+        // Each sidecar's own join token, in its environment rather than on `ps`.
+        .env("WEFT_TOKEN", token)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -168,9 +185,23 @@ fn spawn(
     Ok(())
 }
 
-fn start_all(
+/// A join token for `service`.
+async fn join_token(client: &ApiClient, service: &str) -> anyhow::Result<String> {
+    let request = TokenRequest {
+        service: service.to_string(),
+        namespace: None,
+        ttl_seconds: None,
+    };
+    let created: TokenCreated = client
+        .json(Method::POST, "/api/v1/tokens", Some(&request))
+        .await
+        .with_context(|| format!("creating a join token for {service}"))?;
+    Ok(created.token)
+}
+
+async fn start_all(
     exe: &std::path::Path,
-    api: SocketAddr,
+    client: &ApiClient,
     xds: SocketAddr,
     gateway_port: u16,
     logs: &std::path::Path,
@@ -182,7 +213,7 @@ fn start_all(
             "--control-plane".to_string(),
             xds.to_string(),
             "--server".to_string(),
-            api.to_string(),
+            client.servers().join(","),
         ]);
         v
     };
@@ -212,11 +243,20 @@ fn start_all(
             "--port".to_string(),
             app_port.clone(),
         ]);
-        spawn(exe, &format!("{service}-{version}"), &args, logs, children)?;
+        let token = join_token(client, service).await?;
+        spawn(
+            exe,
+            &format!("{service}-{version}"),
+            &args,
+            &token,
+            logs,
+            children,
+        )?;
     }
     let mut args = vec!["gateway".to_string()];
     args.extend(mesh(&["--port", &format!("8080:{gateway_port}")]));
-    spawn(exe, "istio-ingressgateway", &args, logs, children)
+    let token = join_token(client, "istio-ingressgateway").await?;
+    spawn(exe, "istio-ingressgateway", &args, &token, logs, children)
 }
 
 /// Waits until the product page, fetched through the gateway, shows reviews.
@@ -253,9 +293,11 @@ fn print_banner(
     port: u16,
     api: SocketAddr,
     xds: SocketAddr,
+    data_dir: &std::path::Path,
     logs: &std::path::Path,
 ) {
     let weft = weft_command(exe);
+    let token_file = data_dir.join("admin-token");
     let server = if api.port() == DEFAULT_API_PORT && api.ip().is_loopback() {
         String::new()
     } else {
@@ -268,6 +310,7 @@ fn print_banner(
          Service logs    {logs}\n\n\
          Reload the product page: reviews rotate between v1 (no stars), v2 (black) and v3 (red).\n\
          Then, in another terminal:\n\n  \
+         export WEFT_TOKEN=$(cat {token_file})     # the mesh's admin token\n  \
          {weft} get services{server}\n  \
          {weft} apply{server} -f examples/bookinfo/networking/virtual-service-all-v1.yaml        # every service on v1\n  \
          {weft} apply{server} -f examples/bookinfo/networking/virtual-service-reviews-test-v2.yaml  # sign in as jason: v2\n  \
@@ -277,6 +320,7 @@ fn print_banner(
          {weft} proxy-status{server}\n\n\
          Ctrl-C stops everything.",
         logs = logs.display(),
+        token_file = token_file.display(),
     );
 }
 

@@ -11,6 +11,7 @@ pub mod resources;
 pub mod run;
 pub mod signals;
 pub mod table;
+pub mod token;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -51,6 +52,8 @@ pub enum Command {
     Describe(inspect::DescribeArgs),
     /// Show every connected proxy and whether it runs what it was sent.
     ProxyStatus(inspect::ProxyStatusArgs),
+    /// Create, list and revoke join tokens (a sidecar's credential).
+    Token(token::TokenArgs),
     /// Run one service of the Bookinfo demo application (used by `weft demo`).
     #[command(hide = true)]
     Bookinfo(bookinfo::BookinfoArgs),
@@ -69,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Delete(args) => resources::delete(args),
         Command::Describe(args) => inspect::describe(args),
         Command::ProxyStatus(args) => inspect::proxy_status(args),
+        Command::Token(args) => token::run(args),
         Command::Bookinfo(args) => bookinfo::run(args),
     }
 }

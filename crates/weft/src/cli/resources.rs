@@ -158,11 +158,17 @@ fn read_file(path: &Path) -> anyhow::Result<Document> {
 }
 
 /// Prints an error the API returned, detail by detail; the exit code is 1.
-fn report(e: &ClientError) -> ExitCode {
+pub(crate) fn report(e: &ClientError) -> ExitCode {
     eprintln!("error: {e}");
-    if let ClientError::Api { body, .. } = e {
+    if let ClientError::Api { body, status } = e {
         for d in &body.details {
             eprintln!("  {d}");
+        }
+        if *status == hyper::StatusCode::UNAUTHORIZED {
+            eprintln!(
+                "  give the admin token with --token or WEFT_TOKEN (`weft control` wrote it to \
+                 <data-dir>/admin-token at the mesh's first start)"
+            );
         }
     }
     ExitCode::from(1)

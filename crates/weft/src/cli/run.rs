@@ -150,10 +150,11 @@ fn random_suffix() -> String {
     )
 }
 
-fn start_proxy(spec: &SidecarSpec, concurrency: usize) -> anyhow::Result<RunningProxy> {
+fn start_proxy(spec: &SidecarSpec, mesh: &MeshArgs) -> anyhow::Result<RunningProxy> {
     let yaml = spec.bootstrap_yaml();
     let mut options = ProxyOptions::new(format!("<bootstrap of {}>", spec.node_id));
-    options.concurrency = concurrency.max(1);
+    options.concurrency = mesh.concurrency.max(1);
+    options.xds_token = mesh.connect.token()?;
     let proxy = Proxy::from_text(&options, &yaml).context("the sidecar's bootstrap")?;
     proxy.start().context("starting the sidecar")
 }
@@ -197,7 +198,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         control_planes: mesh.control_plane.split(',').map(str::to_string).collect(),
         delta: mesh.delta,
     };
-    let proxy = start_proxy(&spec, mesh.concurrency)?;
+    let proxy = start_proxy(&spec, mesh)?;
     tracing::info!(
         id,
         service = args.service,
@@ -243,6 +244,8 @@ async fn supervise(
         .env("PORT", args.port.to_string())
         .env("WEFT_SERVICE", &args.service)
         .env("WEFT_NAMESPACE", &args.mesh.namespace)
+        // The sidecar's credential is not the application's.
+        .env_remove("WEFT_TOKEN")
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", args.command[0]))?;
@@ -379,7 +382,7 @@ pub fn gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         control_planes: mesh.control_plane.split(',').map(str::to_string).collect(),
         delta: mesh.delta,
     };
-    let proxy = start_proxy(&spec, mesh.concurrency)?;
+    let proxy = start_proxy(&spec, mesh)?;
     for (port, local) in &args.ports {
         tracing::info!(id, port, local = %SocketAddr::new(mesh.address, *local), "gateway port");
     }

@@ -131,6 +131,9 @@ pub struct Control {
     pub xds: SocketAddr,
     /// API address.
     pub api: SocketAddr,
+    /// The mesh's admin token (from the data directory of the replica that created
+    /// it; set it from that replica for the others).
+    pub token: String,
 }
 
 impl Control {
@@ -155,6 +158,7 @@ impl Control {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--xds-address", xds, "--api-address", api])
+            .args(["--xds-tls-address", "127.0.0.1:0"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -163,9 +167,13 @@ impl Control {
             .expect("start weft control");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout)
+        let mut reader = BufReader::new(stdout);
+        reader
             .read_line(&mut line)
             .expect("read the control plane's first line");
+        // The rest (the admin token at the first start) is read and dropped, so the
+        // control plane never writes to a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         let proc = Proc {
             child,
             name: name.to_string(),
@@ -186,12 +194,39 @@ impl Control {
         };
         let xds = parse("xDS on ");
         let api = parse("API on ");
-        Control { proc, xds, api }
+        let token = std::fs::read_to_string(data_dir.join("admin-token"))
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default();
+        Control {
+            proc,
+            xds,
+            api,
+            token,
+        }
     }
 
-    /// A client of its API.
+    /// A client of its API, with the admin token.
     pub fn client(&self) -> ApiClient {
-        ApiClient::new(&[self.api.to_string()], None)
+        ApiClient::new(&[self.api.to_string()], Some(self.token.clone()))
+    }
+
+    /// A join token for `service` in `default`, from `weft token create`.
+    pub fn join_token(&self, service: &str) -> String {
+        let out = weft()
+            .args(["token", "create", "--service", service, "--server"])
+            .arg(self.api.to_string())
+            .args(["--token", &self.token])
+            .output()
+            .expect("weft token create");
+        assert!(
+            out.status.success(),
+            "weft token create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("UTF-8")
+            .trim()
+            .to_string()
     }
 }
 
@@ -264,8 +299,11 @@ pub fn sidecar(
     let admin = free_port();
     let xds: Vec<String> = control.iter().map(|c| c.xds.to_string()).collect();
     let api: Vec<String> = control.iter().map(|c| c.api.to_string()).collect();
+    let token = control[0].join_token(service);
     let mut args: Vec<String> = [
         "run",
+        "--token",
+        &token,
         "--service",
         service,
         "--port",
