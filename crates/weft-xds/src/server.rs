@@ -919,7 +919,7 @@ enum Stage {
 }
 
 /// The response body of one stream: the gRPC frames of the responses its loop sends,
-/// each encoded in chunks of about [`CHUNK`] bytes as the connection asks for them, then
+/// each encoded in chunks of about `CHUNK` (64 KiB) bytes as the connection asks for them, then
 /// an OK status when the loop ends.
 pub struct AdsBody {
     rx: mpsc::Receiver<Outgoing>,
