@@ -53,6 +53,8 @@ pub const DEFAULT_JSON_FIELDS: &[(&str, &str)] = &[
     ("downstream_remote_address", "%DOWNSTREAM_REMOTE_ADDRESS%"),
     ("requested_server_name", "%REQUESTED_SERVER_NAME%"),
     ("route_name", "%ROUTE_NAME%"),
+    ("downstream_peer_uri_san", "%DOWNSTREAM_PEER_URI_SAN%"),
+    ("upstream_peer_uri_san", "%UPSTREAM_PEER_URI_SAN%"),
 ];
 
 /// How a line is laid out.
@@ -335,7 +337,7 @@ mod tests {
             local: "127.0.0.1:2000".parse().expect("addr"),
             server_name: None,
             listener: "l".into(),
-            tls: false,
+            tls: None,
         });
         let mut i = StreamInfo::new(ds);
         i.response_code = Some(200);

@@ -44,6 +44,8 @@ pub struct AdminState {
     pub started: Instant,
     /// When the configuration was loaded.
     pub loaded_at: std::time::SystemTime,
+    /// TLS secrets, for `/certs`.
+    pub secrets: crate::tls::SecretStore,
 }
 
 /// Serves the admin pages until draining ends the process.
@@ -88,6 +90,7 @@ fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             crate::memory::release_free_memory();
             json(dump)
         }
+        (&Method::GET, "/certs") => json(certs(state)),
         (&Method::GET, "/clusters") if query.contains("format=json") => json(clusters_json(state)),
         (&Method::GET, "/clusters") => text(StatusCode::OK, clusters_text(state)),
         (&Method::GET, "/listeners") => {
@@ -113,7 +116,7 @@ fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         (&Method::GET, "/") => text(
             StatusCode::OK,
-            "admin commands are:\n  /ready\n  /stats/prometheus (also /metrics)\n  /config_dump\n  /clusters (?format=json)\n  /listeners\n  /server_info\n  POST /drain_listeners\n  POST /quitquitquit\n",
+            "admin commands are:\n  /ready\n  /stats/prometheus (also /metrics)\n  /config_dump\n  /certs\n  /clusters (?format=json)\n  /listeners\n  /server_info\n  POST /drain_listeners\n  POST /quitquitquit\n",
         ),
         (_, "/drain_listeners") | (_, "/quitquitquit") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -164,13 +167,20 @@ fn config_dump(state: &AdminState) -> serde_json::Value {
             nanos: d.subsec_nanos() as i32,
         }
     };
-    let statics = state.bootstrap.static_resources.clone().unwrap_or_default();
+    // Inline private keys never leave the proxy.
+    let mut redacted = state.bootstrap.clone();
+    crate::tls::redact::bootstrap(&mut redacted);
+    let statics = redacted.static_resources.clone().unwrap_or_default();
     let bootstrap = admin::BootstrapConfigDump {
-        bootstrap: Some(state.bootstrap.clone()),
+        bootstrap: Some(redacted),
         last_updated: Some(updated),
     };
     let dynamic = state.dynamic.lock().unwrap_or_else(|e| e.into_inner());
-    let of = |t: &str| dynamic.resources.get(t).cloned().unwrap_or_default();
+    let of = |t: &str| {
+        let mut set = dynamic.resources.get(t).cloned().unwrap_or_default();
+        set.values_mut().for_each(crate::tls::redact::any);
+        set
+    };
     let error_state = |t: &str| {
         dynamic
             .rejected
@@ -267,6 +277,61 @@ fn config_dump(state: &AdminState) -> serde_json::Value {
         ],
     };
     weft_xds::to_json(&dump)
+}
+
+/// Envoy's `/certs`: per secret, its certificates' serial, subject alternative names,
+/// validity and days until expiry. Never a key.
+fn certs(state: &AdminState) -> serde_json::Value {
+    use crate::tls::secrets::Secret;
+    use crate::tls::x509::CertSummary;
+    let now = std::time::SystemTime::now();
+    let details = |name: &str, c: &CertSummary| {
+        let mut sans = Vec::new();
+        sans.extend(c.uri_sans.iter().map(|v| serde_json::json!({ "uri": v })));
+        sans.extend(c.dns_sans.iter().map(|v| serde_json::json!({ "dns": v })));
+        sans.extend(
+            c.ip_sans
+                .iter()
+                .map(|v| serde_json::json!({ "ip_address": v })),
+        );
+        sans.extend(
+            c.email_sans
+                .iter()
+                .map(|v| serde_json::json!({ "email": v })),
+        );
+        let time = |t| {
+            let mut s = String::new();
+            crate::format::write_rfc3339_millis(t, &mut s);
+            s
+        };
+        serde_json::json!({
+            "path": name,
+            "serial_number": c.serial,
+            "subject": c.subject,
+            "subject_alt_names": sans,
+            "days_until_expiration": c.days_until_expiration(now).max(0).to_string(),
+            "valid_from": time(c.not_before),
+            "expiration_time": time(c.not_after),
+        })
+    };
+    let certificates: Vec<serde_json::Value> = state
+        .secrets
+        .all()
+        .into_iter()
+        .map(|(name, secret)| match secret {
+            Secret::Certificate(c) => serde_json::json!({
+                "name": name,
+                "ca_cert": [],
+                "cert_chain": c.chain().iter().map(|s| details(&name, s)).collect::<Vec<_>>(),
+            }),
+            Secret::Trust(t) => serde_json::json!({
+                "name": name,
+                "ca_cert": t.certificates().iter().map(|s| details(&name, s)).collect::<Vec<_>>(),
+                "cert_chain": [],
+            }),
+        })
+        .collect();
+    serde_json::json!({ "certificates": certificates })
 }
 
 fn inline_routes(

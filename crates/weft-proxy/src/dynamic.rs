@@ -54,6 +54,7 @@ pub struct Dynamic {
     ready: Arc<AtomicBool>,
     lds: bool,
     cds: bool,
+    secrets: crate::tls::SecretStore,
 }
 
 /// The parts a [`Dynamic`] is built from.
@@ -76,6 +77,8 @@ pub struct DynamicParts {
     pub lds: bool,
     /// Clusters come over ADS.
     pub cds: bool,
+    /// TLS secrets that SDS names resolve from.
+    pub secrets: crate::tls::SecretStore,
 }
 
 impl Dynamic {
@@ -98,6 +101,7 @@ impl Dynamic {
             ready: parts.ready,
             lds: parts.lds,
             cds: parts.cds,
+            secrets: parts.secrets,
         }
     }
 
@@ -115,6 +119,7 @@ impl Dynamic {
             rds: Some(self.routes.clone()),
             validate_clusters: false,
             dynamic: true,
+            secrets: self.secrets.clone(),
             errors: Vec::new(),
         }
     }

@@ -103,6 +103,15 @@ pub enum ProxyError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS handshake with the chosen endpoint failed (or its secrets are missing).
+    #[error("TLS with {addr} failed: {source}")]
+    TlsHandshake {
+        /// The endpoint.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: crate::tls::TlsError,
+    },
     /// The connection to the chosen endpoint was not made within the connect timeout.
     #[error("connection to {0} timed out")]
     ConnectTimeout(std::net::SocketAddr),
@@ -146,6 +155,7 @@ impl ProxyError {
             ProxyError::NoCluster(_, code) => *code,
             ProxyError::NoHealthyUpstream
             | ProxyError::ConnectFailure { .. }
+            | ProxyError::TlsHandshake { .. }
             | ProxyError::ConnectTimeout(_)
             | ProxyError::UpstreamReset(_)
             | ProxyError::RefusedStream(_)
@@ -167,9 +177,9 @@ impl ProxyError {
             ProxyError::NoRoute => ResponseFlags::NO_ROUTE_FOUND,
             ProxyError::NoCluster(..) => ResponseFlags::NO_CLUSTER_FOUND,
             ProxyError::NoHealthyUpstream => ResponseFlags::NO_HEALTHY_UPSTREAM,
-            ProxyError::ConnectFailure { .. } | ProxyError::ConnectTimeout(_) => {
-                ResponseFlags::UPSTREAM_CONNECTION_FAILURE
-            }
+            ProxyError::ConnectFailure { .. }
+            | ProxyError::TlsHandshake { .. }
+            | ProxyError::ConnectTimeout(_) => ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
             ProxyError::UpstreamTimeout(_) | ProxyError::PerTryTimeout(_) => {
                 ResponseFlags::UPSTREAM_REQUEST_TIMEOUT
             }
@@ -195,6 +205,9 @@ impl ProxyError {
             ProxyError::ConnectFailure { .. } | ProxyError::ConnectTimeout(_) => {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
             }
+            ProxyError::TlsHandshake { .. } => {
+                "upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: TLS error"
+            }
             ProxyError::UpstreamTimeout(_) | ProxyError::PerTryTimeout(_) => "upstream request timeout",
             ProxyError::UpstreamReset(_) => {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
@@ -219,6 +232,9 @@ impl ProxyError {
             ProxyError::NoHealthyUpstream => "no_healthy_upstream",
             ProxyError::ConnectFailure { .. } | ProxyError::ConnectTimeout(_) => {
                 "upstream_reset_before_response_started{connection_failure}"
+            }
+            ProxyError::TlsHandshake { .. } => {
+                "upstream_reset_before_response_started{connection_failure,TLS_error}"
             }
             ProxyError::UpstreamTimeout(_) => "upstream_response_timeout",
             ProxyError::PerTryTimeout(_) => "upstream_per_try_timeout",

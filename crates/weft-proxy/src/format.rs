@@ -51,10 +51,28 @@ enum Operator {
     DownstreamLocalAddress { port: bool },
     DownstreamLocalPort,
     RequestedServerName,
+    Tls(TlsSide, TlsField),
     RouteName,
     ConnectionId,
     Hostname,
     ConnectionTerminationDetails,
+}
+
+/// Which connection a TLS operator reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsSide {
+    Downstream,
+    Upstream,
+}
+
+/// What a TLS operator reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsField {
+    PeerUriSan,
+    LocalUriSan,
+    PeerSerial,
+    Version,
+    Cipher,
 }
 
 /// A header an operator names: a pseudo-header or a regular one.
@@ -301,6 +319,22 @@ fn parse_operator(command: &str) -> Result<(Operator, Option<usize>), FormatErro
         }
         "DOWNSTREAM_LOCAL_PORT" => no_arg(Operator::DownstreamLocalPort),
         "REQUESTED_SERVER_NAME" => no_arg(Operator::RequestedServerName),
+        "DOWNSTREAM_PEER_URI_SAN" => {
+            no_arg(Operator::Tls(TlsSide::Downstream, TlsField::PeerUriSan))
+        }
+        "DOWNSTREAM_LOCAL_URI_SAN" => {
+            no_arg(Operator::Tls(TlsSide::Downstream, TlsField::LocalUriSan))
+        }
+        "DOWNSTREAM_PEER_SERIAL" => {
+            no_arg(Operator::Tls(TlsSide::Downstream, TlsField::PeerSerial))
+        }
+        "DOWNSTREAM_TLS_VERSION" => no_arg(Operator::Tls(TlsSide::Downstream, TlsField::Version)),
+        "DOWNSTREAM_TLS_CIPHER" => no_arg(Operator::Tls(TlsSide::Downstream, TlsField::Cipher)),
+        "UPSTREAM_PEER_URI_SAN" => no_arg(Operator::Tls(TlsSide::Upstream, TlsField::PeerUriSan)),
+        "UPSTREAM_LOCAL_URI_SAN" => no_arg(Operator::Tls(TlsSide::Upstream, TlsField::LocalUriSan)),
+        "UPSTREAM_PEER_SERIAL" => no_arg(Operator::Tls(TlsSide::Upstream, TlsField::PeerSerial)),
+        "UPSTREAM_TLS_VERSION" => no_arg(Operator::Tls(TlsSide::Upstream, TlsField::Version)),
+        "UPSTREAM_TLS_CIPHER" => no_arg(Operator::Tls(TlsSide::Upstream, TlsField::Cipher)),
         "ROUTE_NAME" => no_arg(Operator::RouteName),
         "CONNECTION_ID" => no_arg(Operator::ConnectionId),
         "HOSTNAME" => no_arg(Operator::Hostname),
@@ -413,6 +447,32 @@ impl Operator {
                     out.push_str(s)
                 }
             }
+            Operator::Tls(side, field) => {
+                let session = match side {
+                    TlsSide::Downstream => info.downstream.tls.as_deref(),
+                    TlsSide::Upstream => info.upstream_tls.as_deref(),
+                };
+                if let Some(t) = session {
+                    // Envoy joins several SANs with commas.
+                    let join = |list: &[Box<str>], out: &mut String| {
+                        for (i, s) in list.iter().enumerate() {
+                            if i > 0 {
+                                out.push(',');
+                            }
+                            out.push_str(s);
+                        }
+                    };
+                    match field {
+                        TlsField::PeerUriSan => join(&t.peer_uri_sans, out),
+                        TlsField::LocalUriSan => join(&t.local_uri_sans, out),
+                        TlsField::PeerSerial => {
+                            out.push_str(t.peer_serial.as_deref().unwrap_or(""))
+                        }
+                        TlsField::Version => out.push_str(t.version),
+                        TlsField::Cipher => out.push_str(t.cipher),
+                    }
+                }
+            }
             Operator::RouteName => {
                 if let Some(r) = &info.route_name {
                     out.push_str(r)
@@ -452,7 +512,11 @@ fn render_header(info: &StreamInfo, source: HeaderSource, h: &HeaderRef, out: &m
             info.request.as_ref().and_then(|r| r.authority.as_ref())
         }
         (HeaderSource::Request, HeaderRef::Scheme) => {
-            out.push_str(if info.downstream.tls { "https" } else { "http" });
+            out.push_str(if info.downstream.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            });
             return true;
         }
         (HeaderSource::Request, HeaderRef::Named(n)) => info.request_header(n),
@@ -597,7 +661,7 @@ mod tests {
             local: "127.0.0.1:8080".parse().expect("addr"),
             server_name: None,
             listener: "l".into(),
-            tls: false,
+            tls: None,
         });
         let mut i = StreamInfo::new(ds);
         i.start_time = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
@@ -627,6 +691,36 @@ mod tests {
         assert_eq!(
             t.render_to_string(&info()),
             r#"[2023-11-14T22:13:20.123Z] "GET /a?b=1 HTTP/1.1" 503 UF 12 "curl/8" "-" "svc:80" "-""#
+        );
+    }
+
+    #[test]
+    fn tls_operators() {
+        let tls = crate::tls::TlsInfo {
+            version: "TLSv1.3",
+            cipher: "TLS13_AES_128_GCM_SHA256",
+            group: Some("X25519MLKEM768"),
+            peer_uri_sans: vec!["spiffe://weft.local/ns/a/sa/b".into()],
+            peer_serial: Some("0a1b".into()),
+            local_uri_sans: vec!["spiffe://weft.local/ns/a/sa/me".into()],
+            ..Default::default()
+        };
+        let mut i = info();
+        i.downstream = Arc::new(Downstream {
+            id: 1,
+            remote: i.downstream.remote,
+            local: i.downstream.local,
+            server_name: None,
+            listener: "l".into(),
+            tls: Some(Arc::new(tls)),
+        });
+        let t = Template::parse(
+            "%DOWNSTREAM_PEER_URI_SAN% %DOWNSTREAM_LOCAL_URI_SAN% %DOWNSTREAM_TLS_VERSION% %DOWNSTREAM_PEER_SERIAL% [%UPSTREAM_PEER_URI_SAN%] %REQ(:SCHEME)%",
+        )
+        .expect("parses");
+        assert_eq!(
+            t.render_to_string(&i),
+            "spiffe://weft.local/ns/a/sa/b spiffe://weft.local/ns/a/sa/me TLSv1.3 0a1b [-] https"
         );
     }
 

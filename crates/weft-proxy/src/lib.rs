@@ -29,6 +29,7 @@ pub mod runtime;
 pub mod sidecar;
 pub mod stream_info;
 pub mod tcp;
+pub mod tls;
 
 use arc_swap::ArcSwap;
 use cluster::ClusterMap;
@@ -53,6 +54,10 @@ pub struct ProxyOptions {
     pub concurrency: usize,
     /// Time in-flight requests get when shutting down.
     pub drain_timeout: Duration,
+    /// The TLS secrets that SDS secret names in the configuration resolve from. A
+    /// sidecar's identity manager keeps a clone and sets its certificate and trust roots
+    /// there; by default the proxy has a store of its own, empty.
+    pub secrets: tls::SecretStore,
     /// The credential presented to the control plane over xDS (default: `WEFT_TOKEN`
     /// from the environment).
     pub xds_token: Option<String>,
@@ -65,8 +70,15 @@ impl ProxyOptions {
             config_path: config_path.into(),
             concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            secrets: tls::SecretStore::new(),
             xds_token: std::env::var("WEFT_TOKEN").ok().filter(|t| !t.is_empty()),
         }
+    }
+
+    /// These options with `secrets` as the proxy's secret store.
+    pub fn with_secrets(mut self, secrets: tls::SecretStore) -> Self {
+        self.secrets = secrets;
+        self
     }
 }
 
@@ -133,9 +145,15 @@ impl Proxy {
         let metrics = Arc::new(Metrics::new());
         let clusters = Arc::new(ArcSwap::from_pointee(ClusterMap::new()));
         let workers = options.concurrency.max(1);
-        let compiled =
-            compile::compile_bootstrap(&bootstrap, &dynamic, &metrics, workers, clusters.clone())
-                .map_err(|errors| LoadError::Invalid { path, errors })?;
+        let compiled = compile::compile_bootstrap(
+            &bootstrap,
+            &dynamic,
+            &metrics,
+            workers,
+            clusters.clone(),
+            &options.secrets,
+        )
+        .map_err(|errors| LoadError::Invalid { path, errors })?;
         clusters.store(Arc::new(compiled.clusters.clone()));
         metrics.config_applied();
         drop((dynamic, pool));
@@ -152,6 +170,11 @@ impl Proxy {
     /// The compiled configuration.
     pub fn compiled(&self) -> &Compiled {
         &self.compiled
+    }
+
+    /// The secret store TLS contexts resolve SDS secret names from.
+    pub fn secrets(&self) -> &tls::SecretStore {
+        &self.options.secrets
     }
 
     /// Binds every listener and the admin port, starts the workers, and returns.
@@ -200,6 +223,7 @@ impl Proxy {
             shutdown: tokio::sync::Notify::new(),
             started: Instant::now(),
             loaded_at: std::time::SystemTime::now(),
+            secrets: self.options.secrets.clone(),
         });
         let xds = self.compiled.xds.clone().map(|settings| {
             let handler = dynamic::Dynamic::new(dynamic::DynamicParts {
@@ -212,6 +236,7 @@ impl Proxy {
                 ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
                 lds: settings.lds,
                 cds: settings.cds,
+                secrets: self.options.secrets.clone(),
             });
             (settings, handler)
         });
@@ -348,6 +373,12 @@ impl RunningProxy {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The secret store TLS contexts resolve SDS secret names from (set certificates and
+    /// trust roots here; handshakes use them at once).
+    pub fn secrets(&self) -> &tls::SecretStore {
+        &self.state.secrets
     }
 
     /// Whether listeners are bound and the initial configuration is in place.

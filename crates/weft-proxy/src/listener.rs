@@ -11,6 +11,7 @@ use crate::io::{ByteCounters, CountingIo};
 use crate::metrics::ListenerStats;
 use crate::stream_info::Downstream;
 use crate::tcp::TcpProxy;
+use crate::tls::MaybeTls;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub struct FilterChain {
     pub matcher: ChainMatch,
     /// What it runs.
     pub network: Network,
+    /// TLS termination (`transport_socket`), before the network filters.
+    pub tls: Option<Arc<crate::tls::DownstreamTls>>,
 }
 
 /// A compiled listener.
@@ -240,29 +243,49 @@ async fn handle_connection(
         tracing::debug!(listener = %listener.name, %peer, "no filter chain matched; closing");
         return;
     };
-    let downstream = Arc::new(Downstream {
-        id: CONNECTION_IDS.fetch_add(1, Ordering::Relaxed),
-        remote: peer,
-        local,
-        server_name: detected.server_name.map(String::into_boxed_str),
-        listener: listener.name.clone(),
-        tls: false,
-    });
     let counters = ByteCounters {
         rx: Some(stats.rx_bytes.clone()),
         tx: Some(stats.tx_bytes.clone()),
     };
+    // The inspector only peeked: the handshake reads the ClientHello from the socket.
+    let io = CountingIo::new(stream, counters);
+    let (io, tls) = match &chain.tls {
+        None => (MaybeTls::Plain(io), None),
+        // Boxed: a handshake's state is large; plaintext connections do not carry it.
+        Some(tls) => match Box::pin(tls.accept(io, peer, &listener.name)).await {
+            Ok((stream, info)) => (MaybeTls::Server(Box::new(stream)), Some(info)),
+            Err(_) => return,
+        },
+    };
+    let server_name = detected
+        .server_name
+        .map(String::into_boxed_str)
+        .or_else(|| tls.as_ref().and_then(|t| t.server_name.clone()));
+    let alpn = tls.as_ref().and_then(|t| t.alpn.clone());
+    let downstream = Arc::new(Downstream {
+        id: CONNECTION_IDS.fetch_add(1, Ordering::Relaxed),
+        remote: peer,
+        local,
+        server_name,
+        listener: listener.name.clone(),
+        tls,
+    });
     match &chain.network {
         Network::Http(manager) => {
-            let io = CountingIo::new(stream, counters);
             let manager = manager.clone();
-            if manager.codec == Codec::Http2 {
+            // ALPN decides the protocol on TLS; on cleartext, the client's preface does.
+            let codec = match (manager.codec, alpn.as_deref()) {
+                (Codec::Auto, Some("h2")) => Codec::Http2,
+                (Codec::Auto, Some("http/1.1" | "http/1.0")) => Codec::Http1,
+                (codec, _) => codec,
+            };
+            if codec == Codec::Http2 {
                 let conn = Arc::new(Connection {
                     downstream,
                     manager,
                     verdicts: None,
                 });
-                crate::http::server::serve(io, conn, drain).await;
+                crate::http::server::serve(io, conn, codec, drain).await;
             } else {
                 let verdicts = Arc::new(Verdicts::default());
                 let conn = Arc::new(Connection {
@@ -270,11 +293,11 @@ async fn handle_connection(
                     manager,
                     verdicts: Some(verdicts.clone()),
                 });
-                crate::http::server::serve(Guarded::new(io, verdicts), conn, drain).await;
+                crate::http::server::serve(Guarded::new(io, verdicts), conn, codec, drain).await;
             }
         }
         Network::Tcp(proxy) => {
-            crate::tcp::proxy(CountingIo::new(stream, counters), proxy.clone(), downstream).await;
+            crate::tcp::proxy(io, proxy.clone(), downstream).await;
         }
     }
 }
@@ -322,6 +345,7 @@ mod tests {
                 clusters: Default::default(),
                 stats: m2.tcp("t"),
             })),
+            tls: None,
         }
     }
 

@@ -70,6 +70,19 @@ struct ClusterCodeLabels {
     response_code_class: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TlsLabels {
+    side: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TlsNegotiatedLabels {
+    side: &'static str,
+    version: &'static str,
+    group: &'static str,
+}
+
 type Counters<L> = Family<L, Counter>;
 type Gauges<L> = Family<L, Gauge>;
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -113,6 +126,8 @@ pub struct Metrics {
     tcp_cx_active: Gauges<PrefixLabels>,
     tcp_idle_timeout: Counters<PrefixLabels>,
     tcp_no_route: Counters<PrefixLabels>,
+    tls_handshakes: Counters<TlsLabels>,
+    tls_negotiated: Counters<TlsNegotiatedLabels>,
     config_reloads: Counter,
     config_rejections: Counter,
 }
@@ -160,6 +175,8 @@ impl Metrics {
             tcp_cx_active: Family::default(),
             tcp_idle_timeout: Family::default(),
             tcp_no_route: Family::default(),
+            tls_handshakes: Family::default(),
+            tls_negotiated: Family::default(),
             config_reloads: Counter::default(),
             config_rejections: Counter::default(),
             registry: Registry::default(),
@@ -326,6 +343,16 @@ impl Metrics {
             m.tcp_no_route.clone(),
         );
         r.register(
+            "tls_handshakes",
+            "TLS handshakes by side (downstream: terminated, upstream: originated) and result",
+            m.tls_handshakes.clone(),
+        );
+        r.register(
+            "tls_handshake_negotiated",
+            "Completed TLS handshakes by side, protocol version and key exchange group",
+            m.tls_negotiated.clone(),
+        );
+        r.register(
             "config_reloads",
             "Configurations applied",
             m.config_reloads.clone(),
@@ -459,6 +486,51 @@ impl Metrics {
             idle_timeout: self.tcp_idle_timeout.get_or_create(&p).clone(),
             no_route: self.tcp_no_route.get_or_create(&p).clone(),
         }
+    }
+}
+
+impl Metrics {
+    /// Handles for the TLS handshakes of one side.
+    pub fn tls(&self, side: crate::tls::Side) -> TlsStats {
+        let side = side.as_str();
+        TlsStats {
+            side,
+            handshakes: crate::tls::Outcome::ALL.map(|o| {
+                self.tls_handshakes
+                    .get_or_create(&TlsLabels {
+                        side,
+                        result: o.as_str(),
+                    })
+                    .clone()
+            }),
+            negotiated: self.tls_negotiated.clone(),
+        }
+    }
+}
+
+/// Metric handles of the TLS handshakes of one side.
+#[derive(Clone, Debug)]
+pub struct TlsStats {
+    side: &'static str,
+    handshakes: [Counter; 7],
+    negotiated: Counters<TlsNegotiatedLabels>,
+}
+
+impl TlsStats {
+    /// Counts a handshake that ended with `outcome`.
+    pub fn handshake(&self, outcome: crate::tls::Outcome) {
+        self.handshakes[outcome.index()].inc();
+    }
+
+    /// Counts a completed handshake's version and key exchange group.
+    pub fn negotiated(&self, version: &'static str, group: Option<&'static str>) {
+        self.negotiated
+            .get_or_create(&TlsNegotiatedLabels {
+                side: self.side,
+                version,
+                group: group.unwrap_or("none"),
+            })
+            .inc();
     }
 }
 

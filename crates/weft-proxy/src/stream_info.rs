@@ -20,8 +20,15 @@ pub struct Downstream {
     pub server_name: Option<Box<str>>,
     /// The listener that accepted the connection.
     pub listener: Arc<str>,
-    /// Whether the downstream connection is TLS.
-    pub tls: bool,
+    /// The downstream TLS session (`None`: plaintext).
+    pub tls: Option<Arc<crate::tls::TlsInfo>>,
+}
+
+impl Downstream {
+    /// The client's identity: the URI SAN of its TLS certificate.
+    pub fn peer_identity(&self) -> Option<&str> {
+        self.tls.as_ref()?.peer_identity()
+    }
 }
 
 /// The request half of an HTTP stream's record.
@@ -62,6 +69,8 @@ pub struct StreamInfo {
     pub upstream_local: Option<SocketAddr>,
     /// Why the last upstream connection attempt failed.
     pub upstream_failure: Option<String>,
+    /// The upstream connection's TLS session (`None`: plaintext or none yet).
+    pub upstream_tls: Option<Arc<crate::tls::TlsInfo>>,
     /// Upstream attempts made.
     pub attempts: u32,
     /// Response status sent downstream.
@@ -101,6 +110,7 @@ impl StreamInfo {
             upstream_host: None,
             upstream_local: None,
             upstream_failure: None,
+            upstream_tls: None,
             attempts: 0,
             response_code: None,
             details: "",

@@ -4,10 +4,11 @@
 
 use crate::access_log::AccessLog;
 use crate::cluster::{pool, ClusterMap, Discovery};
-use crate::error::ResponseFlags;
+use crate::error::{ProxyError, ResponseFlags};
 use crate::io::copy_bidirectional;
 use crate::metrics::TcpStats;
 use crate::stream_info::{Downstream, StreamInfo};
+use crate::tls::Alpn;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,7 +99,7 @@ async fn connect(
     proxy: &TcpProxy,
     info: &mut StreamInfo,
     original_dst: std::net::SocketAddr,
-) -> Option<tokio::net::TcpStream> {
+) -> Option<pool::UpstreamIo> {
     let Some(name) = proxy.pick_cluster() else {
         info.flags.insert(ResponseFlags::NO_CLUSTER_FOUND);
         return None;
@@ -120,13 +121,17 @@ async fn connect(
         };
         info.attempts = attempt;
         info.upstream_host = Some(endpoint.address);
-        match pool::connect_tcp(&endpoint, &cluster).await {
-            Ok(s) => {
-                info.upstream_local = s.local_addr().ok();
-                return Some(s);
+        match pool::connect_transport(&endpoint, &cluster, Alpn::Configured).await {
+            Ok(t) => {
+                info.upstream_local = t.local;
+                info.upstream_tls = t.tls;
+                return Some(t.io);
             }
             Err(e) => {
-                info.upstream_failure = Some(e.to_string());
+                info.upstream_failure = Some(match &e {
+                    ProxyError::TlsHandshake { source, .. } => source.transport_failure_reason(),
+                    other => other.to_string(),
+                });
                 avoid = Some(endpoint.address);
             }
         }

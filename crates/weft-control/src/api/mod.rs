@@ -20,7 +20,7 @@
 //! | `GET /api/v1/ca/roots` | the trust bundle (PEM) |
 //!
 //! Every path but `/ready` and `/metrics` needs `Authorization: Bearer TOKEN` (see
-//! [`auth`]): 401 without a valid one, 403 when a workload token asks for more than a
+//! `api/auth.rs`): 401 without a valid one, 403 when a workload token asks for more than a
 //! sidecar needs.
 //!
 //! Errors are JSON [`types::ErrorBody`] with a 4xx or 5xx status.

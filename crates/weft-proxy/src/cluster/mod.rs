@@ -139,6 +139,9 @@ pub struct Cluster {
     pub workers: usize,
     /// Metrics.
     pub stats: ClusterStats,
+    /// TLS origination (`transport_socket`); a cluster's connections are all TLS or all
+    /// plaintext, and its pools belong to it, so the two never share a pool.
+    pub tls: Option<Arc<crate::tls::UpstreamTls>>,
 }
 
 /// What a compiled cluster is made of (see `compile::cluster`).
@@ -162,6 +165,8 @@ pub struct ClusterParts {
     pub panic_threshold: f64,
     /// Static endpoints.
     pub endpoints: Vec<EndpointSpec>,
+    /// TLS origination.
+    pub tls: Option<Arc<crate::tls::UpstreamTls>>,
 }
 
 impl Cluster {
@@ -180,6 +185,7 @@ impl Cluster {
             panic_threshold: parts.panic_threshold,
             workers,
             stats,
+            tls: parts.tls,
         };
         cluster.set_endpoints(&parts.endpoints);
         cluster
@@ -345,6 +351,7 @@ mod tests {
             },
             panic_threshold: lb::DEFAULT_PANIC_THRESHOLD,
             endpoints,
+            tls: None,
         }
     }
 

@@ -7,12 +7,17 @@ use super::Cluster;
 use crate::error::ProxyError;
 use crate::http::body::RequestBody;
 use crate::io::{ByteCounters, CountingIo};
+use crate::tls::{Alpn, MaybeTls, TlsInfo};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpStream;
+
+/// What one upstream connection's TLS session established (`None`: plaintext).
+pub type Session = Option<Arc<TlsInfo>>;
 
 /// An idle HTTP/1.1 connection.
 #[derive(Debug)]
@@ -20,13 +25,15 @@ struct Idle {
     sender: http1::SendRequest<RequestBody>,
     since: Instant,
     uses: u32,
+    tls: Session,
 }
 
-/// One worker's connections to one endpoint.
+/// One worker's connections to one endpoint (they are all of the endpoint's cluster,
+/// so all TLS or all plaintext).
 #[derive(Debug, Default)]
 pub struct WorkerPool {
     idle: Vec<Idle>,
-    h2: Option<http2::SendRequest<RequestBody>>,
+    h2: Option<(http2::SendRequest<RequestBody>, Session)>,
 }
 
 impl WorkerPool {
@@ -45,9 +52,11 @@ pub enum Sender {
         sender: http1::SendRequest<RequestBody>,
         /// Requests it carried before this one.
         uses: u32,
+        /// Its TLS session.
+        tls: Session,
     },
     /// HTTP/2: shared.
-    Http2(http2::SendRequest<RequestBody>),
+    Http2(http2::SendRequest<RequestBody>, Session),
 }
 
 /// Takes an idle connection to `ep` from this worker's pool, or opens one.
@@ -61,28 +70,31 @@ pub async fn checkout(
             let pool = ep.pool().lock().unwrap_or_else(|e| e.into_inner());
             pool.h2
                 .as_ref()
-                .filter(|s| !s.is_closed() && s.is_ready())
+                .filter(|(s, _)| !s.is_closed() && s.is_ready())
                 .cloned()
         };
-        if let Some(s) = existing {
-            return Ok(Sender::Http2(s));
+        if let Some((s, tls)) = existing {
+            return Ok(Sender::Http2(s, tls));
         }
         // Boxed: connecting is rare and its future is large; the request future stays small.
-        let sender = Box::pin(connect_http2(ep, cluster)).await?;
-        ep.pool().lock().unwrap_or_else(|e| e.into_inner()).h2 = Some(sender.clone());
-        return Ok(Sender::Http2(sender));
+        let (sender, tls) = Box::pin(connect_http2(ep, cluster)).await?;
+        ep.pool().lock().unwrap_or_else(|e| e.into_inner()).h2 =
+            Some((sender.clone(), tls.clone()));
+        return Ok(Sender::Http2(sender, tls));
     }
-    if let Some((sender, uses)) = take_idle(ep) {
-        return Ok(Sender::Http1 { sender, uses });
+    if let Some((sender, uses, tls)) = take_idle(ep) {
+        return Ok(Sender::Http1 { sender, uses, tls });
     }
+    let (sender, tls) = Box::pin(connect_http1(ep, cluster, false)).await?;
     Ok(Sender::Http1 {
-        sender: Box::pin(connect_http1(ep, cluster, false)).await?,
+        sender,
         uses: 0,
+        tls,
     })
 }
 
 /// The most recently used idle connection that is ready, dropping dead and expired ones.
-fn take_idle(ep: &Endpoint) -> Option<(http1::SendRequest<RequestBody>, u32)> {
+fn take_idle(ep: &Endpoint) -> Option<(http1::SendRequest<RequestBody>, u32, Session)> {
     let mut pool = ep.pool().lock().unwrap_or_else(|e| e.into_inner());
     if let Some(timeout) = ep.limits.idle_timeout {
         let now = Instant::now();
@@ -99,7 +111,7 @@ fn take_idle(ep: &Endpoint) -> Option<(http1::SendRequest<RequestBody>, u32)> {
         use futures_util::FutureExt;
         match c.sender.ready().now_or_never() {
             Some(Ok(())) => {
-                found = Some((c.sender, c.uses));
+                found = Some((c.sender, c.uses, c.tls));
                 break;
             }
             Some(Err(_)) => continue,
@@ -111,7 +123,7 @@ fn take_idle(ep: &Endpoint) -> Option<(http1::SendRequest<RequestBody>, u32)> {
 }
 
 /// Returns an HTTP/1.1 connection whose response has ended.
-pub fn release(ep: &Endpoint, sender: http1::SendRequest<RequestBody>, uses: u32) {
+pub fn release(ep: &Endpoint, sender: http1::SendRequest<RequestBody>, uses: u32, tls: Session) {
     if sender.is_closed() {
         return;
     }
@@ -129,6 +141,7 @@ pub fn release(ep: &Endpoint, sender: http1::SendRequest<RequestBody>, uses: u32
         sender,
         since: Instant::now(),
         uses: uses + 1,
+        tls,
     });
 }
 
@@ -160,12 +173,58 @@ pub async fn connect_tcp(ep: &Endpoint, cluster: &Cluster) -> Result<TcpStream, 
     Ok(stream)
 }
 
-fn counted(stream: TcpStream, cluster: &Cluster) -> TokioIo<CountingIo<TcpStream>> {
+/// An upstream connection's transport: the socket (its bytes counted for the cluster),
+/// in TLS when the cluster originates it.
+pub type UpstreamIo = MaybeTls<CountingIo<TcpStream>>;
+
+/// A connection opened to an endpoint.
+#[derive(Debug)]
+pub struct Transport {
+    /// The connection.
+    pub io: UpstreamIo,
+    /// Its TLS session.
+    pub tls: Session,
+    /// Its local address.
+    pub local: Option<SocketAddr>,
+}
+
+/// Opens a connection to `ep`: TCP within the cluster's connect timeout, then, when the
+/// cluster has a TLS context, the handshake (offering `alpn`) within it again.
+pub async fn connect_transport(
+    ep: &Endpoint,
+    cluster: &Cluster,
+    alpn: Alpn,
+) -> Result<Transport, ProxyError> {
+    let stream = connect_tcp(ep, cluster).await?;
+    let local = stream.local_addr().ok();
     let counters = ByteCounters {
         rx: Some(cluster.stats.rx_bytes.clone()),
         tx: Some(cluster.stats.tx_bytes.clone()),
     };
-    TokioIo::new(CountingIo::new(stream, counters))
+    let io = CountingIo::new(stream, counters);
+    let Some(tls) = &cluster.tls else {
+        return Ok(Transport {
+            io: MaybeTls::Plain(io),
+            tls: None,
+            local,
+        });
+    };
+    // Boxed: a handshake's state is large; plaintext connections do not carry it.
+    match Box::pin(tls.connect(io, ep.address, alpn, cluster.connect_timeout)).await {
+        Ok((stream, info)) => Ok(Transport {
+            io: MaybeTls::Client(Box::new(stream)),
+            tls: Some(info),
+            local,
+        }),
+        Err(source) => {
+            cluster.stats.cx_connect_fail.inc();
+            ep.stats.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
+            Err(ProxyError::TlsHandshake {
+                addr: ep.address,
+                source,
+            })
+        }
+    }
 }
 
 /// Opens an HTTP/1.1 connection; `upgrades` keeps it able to become a tunnel (it is
@@ -174,10 +233,10 @@ pub async fn connect_http1(
     ep: &Endpoint,
     cluster: &Cluster,
     upgrades: bool,
-) -> Result<http1::SendRequest<RequestBody>, ProxyError> {
-    let stream = connect_tcp(ep, cluster).await?;
+) -> Result<(http1::SendRequest<RequestBody>, Session), ProxyError> {
+    let t = connect_transport(ep, cluster, Alpn::Http1).await?;
     let (sender, conn) = http1::Builder::new()
-        .handshake(counted(stream, cluster))
+        .handshake(TokioIo::new(t.io))
         .await
         .map_err(ProxyError::UpstreamProtocol)?;
     let active = cluster.stats.cx_active.clone();
@@ -190,14 +249,14 @@ pub async fn connect_http1(
         };
         active.dec();
     });
-    Ok(sender)
+    Ok((sender, t.tls))
 }
 
 async fn connect_http2(
     ep: &Endpoint,
     cluster: &Cluster,
-) -> Result<http2::SendRequest<RequestBody>, ProxyError> {
-    let stream = connect_tcp(ep, cluster).await?;
+) -> Result<(http2::SendRequest<RequestBody>, Session), ProxyError> {
+    let t = connect_transport(ep, cluster, Alpn::Http2).await?;
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder.timer(TokioTimer::new());
     let h2 = &cluster.http2;
@@ -216,7 +275,7 @@ async fn connect_http2(
         }
     }
     let (sender, conn) = builder
-        .handshake(counted(stream, cluster))
+        .handshake(TokioIo::new(t.io))
         .await
         .map_err(ProxyError::UpstreamProtocol)?;
     let active = cluster.stats.cx_active.clone();
@@ -225,5 +284,5 @@ async fn connect_http2(
         let _ = conn.await;
         active.dec();
     });
-    Ok(sender)
+    Ok((sender, t.tls))
 }

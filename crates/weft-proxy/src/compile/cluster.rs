@@ -150,6 +150,11 @@ pub fn compile(c: &Cluster, path: &str, ctx: &mut Context<'_>) -> Option<Cluster
         .and_then(|l| l.healthy_panic_threshold.as_ref())
         .map(|p| p.value)
         .unwrap_or(DEFAULT_PANIC_THRESHOLD);
+    let tls = c
+        .transport_socket
+        .as_ref()
+        .and_then(|ts| super::tls::upstream(ts, &format!("{path}.transport_socket"), ctx))
+        .flatten();
     if ctx.errors.len() > errors_before {
         return None;
     }
@@ -167,6 +172,7 @@ pub fn compile(c: &Cluster, path: &str, ctx: &mut Context<'_>) -> Option<Cluster
         },
         panic_threshold,
         endpoints,
+        tls,
     })
 }
 
@@ -379,7 +385,7 @@ fn protocol(
             }
             Some(_) => ctx.error(
                 path,
-                "auto_config needs TLS with ALPN upstream, which weft does not do yet",
+                "auto_config (the protocol chosen by ALPN) is not supported; use explicit_http_config or use_downstream_protocol_config",
             ),
             None => {}
         }

@@ -182,6 +182,21 @@ fn filter_chain(
             return None;
         }
     };
+    let handshake_timeout = fc
+        .transport_socket_connect_timeout
+        .as_ref()
+        .and_then(|d| duration(d, &format!("{path}.transport_socket_connect_timeout"), ctx))
+        .filter(|d| !d.is_zero())
+        .unwrap_or(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT);
+    let tls = match &fc.transport_socket {
+        Some(ts) => super::tls::downstream(
+            ts,
+            handshake_timeout,
+            &format!("{path}.transport_socket"),
+            ctx,
+        )?,
+        None => None,
+    };
     let name = if !fc.name.is_empty() {
         fc.name.clone()
     } else if index == usize::MAX {
@@ -193,6 +208,7 @@ fn filter_chain(
         name: name.into(),
         matcher,
         network,
+        tls,
     })
 }
 

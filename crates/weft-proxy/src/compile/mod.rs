@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod listener;
 pub mod route;
 pub mod support;
+pub mod tls;
 pub mod xds;
 
 use crate::cluster::{Cluster, ClusterMap};
@@ -86,6 +87,8 @@ pub struct Context<'a> {
     pub validate_clusters: bool,
     /// Whether resources may come from xDS (EDS clusters, RDS).
     pub dynamic: bool,
+    /// Where secrets named by SDS are looked up at handshake time.
+    pub secrets: crate::tls::SecretStore,
     /// Errors found so far.
     pub errors: Vec<ConfigError>,
 }
@@ -140,13 +143,15 @@ pub struct Compiled {
     pub routes: RouteRegistry,
 }
 
-/// Compiles a bootstrap parsed by `weft_xds::from_json_or_yaml`.
+/// Compiles a bootstrap parsed by `weft_xds::from_json_or_yaml`; TLS contexts look the
+/// secrets they name up in `secrets`.
 pub fn compile_bootstrap(
     bootstrap: &Bootstrap,
     reflected: &prost_reflect::DynamicMessage,
     metrics: &Metrics,
     workers: usize,
     clusters: Arc<ArcSwap<ClusterMap>>,
+    secrets: &crate::tls::SecretStore,
 ) -> Result<Compiled, ConfigErrors> {
     let dynamic = bootstrap.dynamic_resources.is_some();
     let mut ctx = Context {
@@ -157,6 +162,7 @@ pub fn compile_bootstrap(
         rds: dynamic.then(RouteRegistry::default),
         validate_clusters: true,
         dynamic,
+        secrets: secrets.clone(),
         errors: Vec::new(),
     };
     support::check(reflected, "", &mut ctx.errors);
@@ -245,6 +251,7 @@ pub fn check_resource(
         rds: Some(RouteRegistry::default()),
         validate_clusters: false,
         dynamic: true,
+        secrets: crate::tls::SecretStore::new(),
         errors: Vec::new(),
     };
     let path = type_name(&resource.type_url).to_string();

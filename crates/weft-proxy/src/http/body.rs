@@ -261,6 +261,8 @@ pub struct PooledConn {
     pub sender: http1::SendRequest<RequestBody>,
     /// Requests it carried before.
     pub uses: u32,
+    /// Its TLS session.
+    pub tls: crate::cluster::pool::Session,
 }
 
 /// Everything needed to close a stream's books.
@@ -303,7 +305,7 @@ impl StreamEnd {
         }
         if complete {
             if let Some(p) = self.pooled.take() {
-                crate::cluster::pool::release(&p.endpoint, p.sender, p.uses);
+                crate::cluster::pool::release(&p.endpoint, p.sender, p.uses, p.tls);
             }
         }
     }

@@ -195,7 +195,8 @@ async fn attempt_once(
     }
     cluster.stats.rq_active.dec();
     match result {
-        Ok((response, pooled)) => {
+        Ok((response, pooled, tls)) => {
+            info.upstream_tls = tls;
             let status = response.status().as_u16();
             cluster.stats.rq_by_class[code_class(status)].inc();
             cluster
@@ -211,8 +212,14 @@ async fn attempt_once(
             })
         }
         Err(e) => {
-            if let ProxyError::ConnectFailure { source, .. } = &e {
-                info.upstream_failure = Some(source.to_string());
+            match &e {
+                ProxyError::ConnectFailure { source, .. } => {
+                    info.upstream_failure = Some(source.to_string());
+                }
+                ProxyError::TlsHandshake { source, .. } => {
+                    info.upstream_failure = Some(source.transport_failure_reason());
+                }
+                _ => {}
             }
             in_flight.failed(decay, matches!(e, ProxyError::PerTryTimeout(_)));
             Err(e)
@@ -230,7 +237,7 @@ async fn exchange(
     body: RequestBody,
     attempt: u32,
     attempt_header: bool,
-) -> Result<(Response<Incoming>, Option<PooledConn>), ProxyError> {
+) -> Result<(Response<Incoming>, Option<PooledConn>, pool::Session), ProxyError> {
     let h2 = match cluster.protocol {
         UpstreamProtocol::Http1 => false,
         UpstreamProtocol::Http2 => true,
@@ -240,9 +247,11 @@ async fn exchange(
     let mut fresh = false;
     loop {
         let sender = if fresh {
+            let (sender, tls) = pool::connect_http1(endpoint, cluster, false).await?;
             Sender::Http1 {
-                sender: pool::connect_http1(endpoint, cluster, false).await?,
+                sender,
                 uses: 0,
+                tls,
             }
         } else {
             pool::checkout(endpoint, cluster, h2).await?
@@ -259,14 +268,18 @@ async fn exchange(
             attempt_header,
         )?;
         match sender {
-            Sender::Http2(mut s) => {
+            Sender::Http2(mut s, tls) => {
                 return s
                     .send_request(request)
                     .await
-                    .map(|r| (r, None))
+                    .map(|r| (r, None, tls))
                     .map_err(classify)
             }
-            Sender::Http1 { mut sender, uses } => match sender.send_request(request).await {
+            Sender::Http1 {
+                mut sender,
+                uses,
+                tls,
+            } => match sender.send_request(request).await {
                 Ok(r) => {
                     return Ok((
                         r,
@@ -274,7 +287,9 @@ async fn exchange(
                             endpoint: endpoint.clone(),
                             sender,
                             uses,
+                            tls: tls.clone(),
                         }),
+                        tls,
                     ))
                 }
                 Err(e) => match (e.is_canceled(), spare) {

@@ -230,7 +230,7 @@ mod tests {
             local: "127.0.0.1:80".parse().expect("addr"),
             server_name: None,
             listener: "l".into(),
-            tls: false,
+            tls: None,
         }))
     }
 

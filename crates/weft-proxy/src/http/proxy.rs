@@ -158,7 +158,11 @@ async fn proxy(
     let host = Host::of(&req, manager, conn.downstream.local.port())?;
     let routed_path = RoutedPath::of(&req, manager);
     let (authority, path) = (host.as_str(), routed_path.as_str());
-    let scheme = if conn.downstream.tls { "https" } else { "http" };
+    let scheme = if conn.downstream.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     forwarding_headers(&mut req, conn, ex, scheme);
     ex.info.request = Some(RequestInfo {
         method: req.method().clone(),

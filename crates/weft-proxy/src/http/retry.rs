@@ -166,9 +166,9 @@ impl RetryPolicy {
             .union(RetryOn::GATEWAY_ERROR)
             .union(RetryOn::RESET);
         match err {
-            ProxyError::ConnectFailure { .. } | ProxyError::ConnectTimeout(_) => {
-                on.any(resets.union(RetryOn::CONNECT_FAILURE))
-            }
+            ProxyError::ConnectFailure { .. }
+            | ProxyError::TlsHandshake { .. }
+            | ProxyError::ConnectTimeout(_) => on.any(resets.union(RetryOn::CONNECT_FAILURE)),
             ProxyError::RefusedStream(_) => on.any(resets.union(RetryOn::REFUSED_STREAM)),
             ProxyError::UpstreamReset(_) | ProxyError::UpstreamProtocol(_) => on.any(resets),
             ProxyError::PerTryTimeout(_) => on.any(RetryOn::FIVE_XX.union(RetryOn::GATEWAY_ERROR)),

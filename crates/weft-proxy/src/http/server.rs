@@ -16,8 +16,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Serves requests on `io` until the client closes, an error, or draining ends it.
-pub async fn serve<I>(io: I, conn: Arc<Connection>, drain: Drain)
+/// Serves requests on `io` with `codec` (the manager's, or the one ALPN chose) until
+/// the client closes, an error, or draining ends it.
+pub async fn serve<I>(io: I, conn: Arc<Connection>, codec: Codec, drain: Drain)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -27,7 +28,7 @@ where
         async move { Ok::<_, Infallible>(proxy::handle(conn, req).await) }
     });
     let io = TokioIo::new(io);
-    match manager.codec {
+    match codec {
         Codec::Http1 => {
             let mut b = hyper::server::conn::http1::Builder::new();
             configure_http1(&mut b, &manager);

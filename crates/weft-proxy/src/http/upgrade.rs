@@ -32,7 +32,8 @@ pub async fn forward_upgrade(
     info.upstream_host = Some(endpoint.address);
     info.attempts = 1;
     let in_flight = InFlight::start(endpoint.clone());
-    let mut sender = pool::connect_http1(&endpoint, cluster, true).await?;
+    let (mut sender, tls) = pool::connect_http1(&endpoint, cluster, true).await?;
+    info.upstream_tls = tls;
     let connect = out.method == Method::CONNECT;
     let mut req = Request::new(super::body::RequestBody::Empty);
     *req.method_mut() = out.method;
