@@ -627,10 +627,8 @@ impl ControlProcess {
             .to_string();
         // Keep draining stdout so the child never blocks on it.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let token = std::fs::read_to_string(data.path().join("data").join("admin-token"))
-            .expect("the admin token the control plane wrote")
-            .trim()
-            .to_string();
+        let token = weft_control::control::read_admin_token(&data.path().join("data"))
+            .expect("the admin token the control plane wrote");
         let api =
             ApiClient::new(&[api], Some(token.clone())).with_timeout(Duration::from_secs(300));
         let process = ControlProcess {

@@ -61,6 +61,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether the store is etcd (shared by replicas, read by many).
+    pub fn uses_etcd(&self) -> bool {
+        self.store
+            .as_deref()
+            .is_some_and(|s| s.starts_with("etcd://"))
+    }
+
     /// Defaults on 127.0.0.1 with Istio's port numbers.
     pub fn new(data_dir: PathBuf) -> Config {
         Config {
@@ -115,21 +122,51 @@ pub enum StartError {
 }
 
 /// Creates `dir` if needed, readable by this user alone (it holds the store, and with
-/// it the CA's key).
+/// it the CA's key, and the admin token).
 pub fn private_dir(dir: &std::path::Path) -> Result<(), StartError> {
-    use std::os::unix::fs::PermissionsExt;
-    let err = |source| StartError::DataDir {
+    make_private(dir).map_err(|source| StartError::DataDir {
         path: dir.to_path_buf(),
         source,
-    };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)
+    })
+}
+
+fn make_private(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// The file in the data directory that holds the admin token.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// Writes the admin token to `<data_dir>/admin-token`, readable by this user alone;
+/// returns the file's path.
+pub fn save_admin_token(data_dir: &std::path::Path, token: &str) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    make_private(data_dir)?;
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    writeln!(file, "{token}")?;
+    Ok(path)
+}
+
+/// The admin token saved in `data_dir` by the replica that made it.
+pub fn read_admin_token(data_dir: &std::path::Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(data_dir.join(ADMIN_TOKEN_FILE))?
+        .trim()
+        .to_string())
 }
 
 /// Opens the store a configuration names.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     match &config.store {
-        Some(url) if url.starts_with("etcd://") => {
+        Some(url) if config.uses_etcd() => {
             let store = EtcdStore::connect(url)
                 .await
                 .map_err(|source| StartError::Store {
@@ -155,6 +192,13 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     }
 }
 
+/// The gRPC server settings of both xDS listeners: keepalives find dead proxies.
+fn xds_server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+}
+
 /// Opens the token key and the CA (creating both at the mesh's first start).
 async fn security(
     config: &Config,
@@ -168,11 +212,7 @@ async fn security(
     }
     let sealer = match &config.seal_key {
         Some(path) => Sealer::from_file(path).map_err(|e| StartError::Security(e.to_string()))?,
-        None if config
-            .store
-            .as_deref()
-            .is_some_and(|s| s.starts_with("etcd://")) =>
-        {
+        None if config.uses_etcd() => {
             return Err(StartError::Security(
                 "with an etcd store, --seal-key FILE is required: the CA key and the token key \
                  are kept in etcd sealed with it (make one with `openssl rand -hex 32`)"
@@ -306,9 +346,7 @@ impl ControlPlane {
             let ads = ads.clone();
             let mut tls_stop = stopped.clone();
             tasks.spawn(async move {
-                let served = tonic::transport::Server::builder()
-                    .http2_keepalive_interval(Some(Duration::from_secs(30)))
-                    .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+                let served = xds_server()
                     .add_service(ads)
                     .serve_with_incoming_shutdown(
                         crate::xds_tls::incoming(listener, tls),
@@ -325,10 +363,8 @@ impl ControlPlane {
         let mut xds_stop = stopped.clone();
         tasks.spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(xds_listener);
-            let served = tonic::transport::Server::builder()
+            let served = xds_server()
                 .tcp_nodelay(true)
-                .http2_keepalive_interval(Some(Duration::from_secs(30)))
-                .http2_keepalive_timeout(Some(Duration::from_secs(10)))
                 .add_service(ads)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = xds_stop.changed().await;

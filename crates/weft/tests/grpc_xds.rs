@@ -186,10 +186,8 @@ fn start_control(dir: &TempDir) -> (Proc, String, String, String) {
         .unwrap_or_else(|| panic!("no API address in {line:?}"))
         .trim()
         .to_string();
-    let token = std::fs::read_to_string(dir.join("data").join("admin-token"))
-        .expect("the admin token the control plane wrote")
-        .trim()
-        .to_string();
+    let token = weft_control::control::read_admin_token(&dir.join("data"))
+        .expect("the admin token the control plane wrote");
     (control, xds, api, token)
 }
 

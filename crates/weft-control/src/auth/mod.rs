@@ -15,11 +15,12 @@
 pub mod jwt;
 
 use crate::identity::Identity;
+use crate::proxies::unix_now;
 use crate::sealing::{random_bytes, SealError, Sealer};
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use weft_store::{Store, StoreError};
 
 /// The store key of the token-signing key.
@@ -101,13 +102,6 @@ pub enum AuthError {
     /// A stored secret is unreadable.
     #[error(transparent)]
     Seal(#[from] SealError),
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn new_token_id() -> String {

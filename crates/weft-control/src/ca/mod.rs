@@ -60,6 +60,20 @@ struct Stored {
     roots: Vec<String>,
 }
 
+impl Stored {
+    /// What a certificate this authority signed is presented with: the certificate,
+    /// then, under an intermediate signer, the signer and the chain above it without
+    /// the root (which the peer already trusts).
+    fn chain_for(&self, leaf: String) -> Vec<String> {
+        let mut chain = vec![leaf];
+        if let Some((_root, above)) = self.chain.split_last() {
+            chain.push(self.cert.clone());
+            chain.extend(above.iter().cloned());
+        }
+        chain
+    }
+}
+
 /// Why the authority could not start or sign.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -337,18 +351,6 @@ impl Authority {
         let cert = params
             .signed_by(&key, &signer.issuer)
             .map_err(|e| CaError::Damaged(e.to_string()))?;
-        let mut chain = vec![cert.pem()];
-        if !signer.stored.chain.is_empty() {
-            chain.push(signer.stored.cert.clone());
-            chain.extend(
-                signer
-                    .stored
-                    .chain
-                    .iter()
-                    .take(signer.stored.chain.len() - 1)
-                    .cloned(),
-            );
-        }
-        Ok((chain, key.serialize_pem()))
+        Ok((signer.stored.chain_for(cert.pem()), key.serialize_pem()))
     }
 }

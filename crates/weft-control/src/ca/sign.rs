@@ -94,14 +94,8 @@ pub(super) fn sign(
     let cert = csr
         .signed_by(issuer)
         .map_err(|e| SignError::Invalid(e.to_string()))?;
-    let mut chain = vec![cert.pem()];
-    // The chain above an intermediate signer, without the root the workload trusts.
-    if !stored.chain.is_empty() {
-        chain.push(stored.cert.clone());
-        chain.extend(stored.chain.iter().take(stored.chain.len() - 1).cloned());
-    }
     Ok(Signed {
-        chain,
+        chain: stored.chain_for(cert.pem()),
         roots: stored.roots.clone(),
         spiffe_id: spiffe_id.to_string(),
         expires,

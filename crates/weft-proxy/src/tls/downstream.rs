@@ -100,23 +100,14 @@ impl DownstreamTls {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let result = self.handshake(io).await;
-        match &result {
-            Ok((_, info)) => {
-                self.stats.handshake(Outcome::Success);
-                self.stats.negotiated(info.version, info.group);
+        match super::count_handshake(&self.stats, &result) {
+            Some((Outcome::MissingSecret, e)) => {
+                tracing::warn!(listener, %peer, error = %e, "TLS termination impossible: the secret is not in the store; closing")
             }
-            Err(e) => {
-                let outcome = e.outcome();
-                self.stats.handshake(outcome);
-                match outcome {
-                    Outcome::MissingSecret => {
-                        tracing::warn!(listener, %peer, error = %e, "TLS termination impossible: the secret is not in the store; closing")
-                    }
-                    _ => {
-                        tracing::debug!(listener, %peer, error = %e, result = outcome.as_str(), "downstream TLS handshake failed")
-                    }
-                }
+            Some((outcome, e)) => {
+                tracing::debug!(listener, %peer, error = %e, result = outcome.as_str(), "downstream TLS handshake failed")
             }
+            None => {}
         }
         result
     }

@@ -172,6 +172,26 @@ fn describe(e: &std::io::Error) -> String {
     }
 }
 
+/// Counts a handshake's result in `stats` (the outcome; the version and group when it
+/// completed) and returns the failure to report, if it failed.
+pub fn count_handshake<'r, S>(
+    stats: &crate::metrics::TlsStats,
+    result: &'r Result<(S, Arc<TlsInfo>), TlsError>,
+) -> Option<(Outcome, &'r TlsError)> {
+    match result {
+        Ok((_, info)) => {
+            stats.handshake(Outcome::Success);
+            stats.negotiated(info.version, info.group);
+            None
+        }
+        Err(e) => {
+            let outcome = e.outcome();
+            stats.handshake(outcome);
+            Some((outcome, e))
+        }
+    }
+}
+
 /// The rustls error inside an I/O error from tokio-rustls, if that is what it is.
 pub fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
     e.get_ref()?.downcast_ref::<rustls::Error>()

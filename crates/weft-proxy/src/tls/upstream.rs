@@ -150,23 +150,14 @@ impl UpstreamTls {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let result = self.handshake(io, addr, alpn, timeout).await;
-        match &result {
-            Ok((_, info)) => {
-                self.stats.handshake(Outcome::Success);
-                self.stats.negotiated(info.version, info.group);
+        match super::count_handshake(&self.stats, &result) {
+            Some((Outcome::MissingSecret, e)) => {
+                tracing::warn!(upstream = %addr, error = %e, "TLS origination impossible: the secret is not in the store")
             }
-            Err(e) => {
-                let outcome = e.outcome();
-                self.stats.handshake(outcome);
-                match outcome {
-                    Outcome::MissingSecret => {
-                        tracing::warn!(upstream = %addr, error = %e, "TLS origination impossible: the secret is not in the store")
-                    }
-                    _ => {
-                        tracing::debug!(upstream = %addr, error = %e, result = outcome.as_str(), "upstream TLS handshake failed")
-                    }
-                }
+            Some((outcome, e)) => {
+                tracing::debug!(upstream = %addr, error = %e, result = outcome.as_str(), "upstream TLS handshake failed")
             }
+            None => {}
         }
         result
     }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use weft_control::ca::SuppliedCa;
+use weft_control::control::save_admin_token;
 use weft_control::control::{DEFAULT_API_PORT, DEFAULT_XDS_PORT};
 use weft_control::identity::DEFAULT_TRUST_DOMAIN;
 use weft_control::{Config, ControlPlane};
@@ -91,7 +92,9 @@ pub fn run(args: ControlArgs) -> anyhow::Result<ExitCode> {
         let control = ControlPlane::start(args.config()).await?;
         // Written before anything is printed: whoever reads the first line finds it.
         let token_file = match &control.admin_token {
-            Some(token) => Some(save_admin_token(&args.data_dir, token)?),
+            Some(token) => Some(save_admin_token(&args.data_dir, token).with_context(|| {
+                format!("saving the admin token in {}", args.data_dir.display())
+            })?),
             None => None,
         };
         println!(
@@ -116,23 +119,6 @@ pub fn run(args: ControlArgs) -> anyhow::Result<ExitCode> {
         control.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// Writes the admin token to `<data_dir>/admin-token`, mode 0600.
-pub fn save_admin_token(data_dir: &std::path::Path, token: &str) -> anyhow::Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    weft_control::control::private_dir(data_dir)?;
-    let path = data_dir.join("admin-token");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    writeln!(file, "{token}").with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
 }
 
 /// A socket address, or none (`off`).

@@ -14,7 +14,9 @@ use weft_control::api::types::{
     ChangeResponse, Document, DocumentsRequest, TokenCreated, TokenRequest,
 };
 use weft_control::client::ApiClient;
-use weft_control::control::{DEFAULT_API_PORT, DEFAULT_XDS_PORT};
+use weft_control::control::{
+    read_admin_token, save_admin_token, ADMIN_TOKEN_FILE, DEFAULT_API_PORT, DEFAULT_XDS_PORT,
+};
 use weft_control::{Config, ControlPlane};
 
 /// Flags of `weft demo`.
@@ -105,13 +107,12 @@ async fn demo(
     let xds = control.xds_address;
     let admin_token = match &control.admin_token {
         Some(token) => {
-            super::control::save_admin_token(data_dir, token)?;
+            save_admin_token(data_dir, token).context("saving the admin token")?;
             token.clone()
         }
-        None => std::fs::read_to_string(data_dir.join("admin-token"))
-            .context("reading the admin token of this data directory")?
-            .trim()
-            .to_string(),
+        None => {
+            read_admin_token(data_dir).context("reading the admin token of this data directory")?
+        }
     };
     let client = ApiClient::new(&[api.to_string()], Some(admin_token));
     for (name, text) in INITIAL {
@@ -297,7 +298,7 @@ fn print_banner(
     logs: &std::path::Path,
 ) {
     let weft = weft_command(exe);
-    let token_file = data_dir.join("admin-token");
+    let token_file = data_dir.join(ADMIN_TOKEN_FILE);
     let server = if api.port() == DEFAULT_API_PORT && api.ip().is_loopback() {
         String::new()
     } else {

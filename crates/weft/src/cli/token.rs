@@ -11,6 +11,7 @@ use std::time::Duration;
 use weft_control::api::types::{TokenCreated, TokenRequest};
 use weft_control::auth::{Role, TokenRecord};
 use weft_control::client::segment;
+use weft_control::proxies::unix_now;
 
 /// Flags of `weft token`.
 #[derive(Debug, Args)]
@@ -65,10 +66,7 @@ impl TokenAction {
 }
 
 fn when(unix: u64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = unix_now();
     if unix <= now {
         return "expired".into();
     }

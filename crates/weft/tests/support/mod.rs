@@ -194,9 +194,7 @@ impl Control {
         };
         let xds = parse("xDS on ");
         let api = parse("API on ");
-        let token = std::fs::read_to_string(data_dir.join("admin-token"))
-            .map(|t| t.trim().to_string())
-            .unwrap_or_default();
+        let token = weft_control::control::read_admin_token(data_dir).unwrap_or_default();
         Control {
             proc,
             xds,
