@@ -124,6 +124,13 @@ impl Dynamic {
         }
     }
 
+    /// What is held of `type_url` among `names`.
+    fn kept(&self, type_url: &str, names: BTreeSet<String>) -> BTreeMap<String, Any> {
+        let mut set = self.current.get(type_url).cloned().unwrap_or_default();
+        set.retain(|name, _| names.contains(name));
+        set
+    }
+
     /// The resource set after `update`, by name.
     fn next_set(
         &self,
@@ -132,7 +139,17 @@ impl Dynamic {
     ) -> Result<BTreeMap<String, Any>, String> {
         match update {
             Update::Full(list) => {
-                let mut set = BTreeMap::new();
+                // Listeners and clusters come whole; a state-of-the-world response of
+                // endpoints or routes may carry only what changed, and what it leaves
+                // out stays while it is still referenced (xDS protocol, "Grouping
+                // resources into responses").
+                let mut set = match type_url {
+                    type_url::CLUSTER_LOAD_ASSIGNMENT => {
+                        self.kept(type_url, self.referenced_endpoints())
+                    }
+                    type_url::ROUTE_CONFIGURATION => self.kept(type_url, self.referenced_routes()),
+                    _ => BTreeMap::new(),
+                };
                 for any in list {
                     let name = resource_name(type_url, &any)?;
                     set.insert(name, any);

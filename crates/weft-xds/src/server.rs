@@ -354,8 +354,18 @@ struct SotwType {
     version: String,
     /// The [`set_version`] of what was last sent.
     sent: Option<String>,
-    /// Clusters only: what was last sent, to tell which clusters a push adds.
-    last: Vec<Arc<Resource>>,
+    /// What the client was last sent of each resource: tells which clusters a push
+    /// adds, and which endpoints and routes changed.
+    known: HashSet<Known>,
+}
+
+/// Whether a state-of-the-world response of `type_url` may carry only what changed.
+/// The xDS protocol allows it for every type but listeners and clusters, whose
+/// responses are the whole set (what is absent is removed); for the rest the client
+/// keeps what a response leaves out. Without it, one endpoint changing re-sends every
+/// assignment to every client.
+fn sotw_partial(type_url: &str) -> bool {
+    !matches!(type_url, type_url::LISTENER | type_url::CLUSTER)
 }
 
 async fn sotw_loop(
@@ -508,14 +518,28 @@ async fn sotw_push(
     }
     let mut added = Vec::new();
     if type_url == type_url::CLUSTER {
-        let before: HashSet<&str> = state.last.iter().map(|r| r.name.as_str()).collect();
         added.extend(
             resources
                 .iter()
-                .filter(|r| !before.contains(r.name.as_str()))
+                .filter(|r| !state.known.contains(r.name.as_str()))
                 .cloned(),
         );
-        state.last = resources.clone();
+    }
+    // A changed subscription is answered even when nothing in it is new to the client.
+    let send: Vec<Arc<Resource>> = if sotw_partial(type_url) {
+        resources
+            .iter()
+            .filter(|r| !state.known.get(r.name.as_str()).is_some_and(|k| k.is(r)))
+            .cloned()
+            .collect()
+    } else {
+        resources.clone()
+    };
+    state.known = resources.into_iter().map(Known).collect();
+    if send.is_empty() && sotw_partial(type_url) && !force && state.sent.is_some() {
+        // Only removals: the client drops what it no longer subscribes to itself.
+        state.sent = Some(version);
+        return Ok(added);
     }
     // Named subscriptions get nothing until something they named exists, except that a
     // changed subscription is always answered (gRPC clients wait for it).
@@ -528,7 +552,7 @@ async fn sotw_push(
         nonce: state.nonce.clone(),
         ..Default::default()
     };
-    let out = Outgoing::new(prost::Message::encode_to_vec(&head), resources, false);
+    let out = Outgoing::new(prost::Message::encode_to_vec(&head), send, false);
     view.pushed(&Pushed {
         type_url,
         version: &state.version,

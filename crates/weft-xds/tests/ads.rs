@@ -273,6 +273,30 @@ async fn scenario(protocol: Protocol) {
         "only named endpoints are sent"
     );
 
+    // One assignment changes: only it is sent, in both variants (a state-of-the-world
+    // response of endpoints may leave out what did not change).
+    recorder.log.lock().expect("lock").clear();
+    let mut changed_a = ClusterLoadAssignment {
+        cluster_name: "a".into(),
+        ..Default::default()
+    };
+    changed_a.policy = Some(Default::default());
+    source.set(
+        type_url::CLUSTER_LOAD_ASSIGNMENT,
+        vec![Resource::new("a", &changed_a), cla("b"), cla("c")],
+    );
+    let log = recorder.log.clone();
+    eventually("the changed assignment", || {
+        log.lock().expect("lock").iter().any(|e| e == "endpoints:a")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(*log.lock().expect("lock"), ["endpoints:a"], "only what changed");
+    source.set(
+        type_url::CLUSTER_LOAD_ASSIGNMENT,
+        vec![cla("a"), cla("b"), cla("c")],
+    );
+
     // A new cluster: its endpoints follow through the grown subscription.
     source.set(
         type_url::CLUSTER,
