@@ -2,6 +2,7 @@
 //! the one place that maps a failure to its status code, response flag and body.
 
 use http::StatusCode;
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// Envoy's response flags (`%RESPONSE_FLAGS%`), as a bit set.
@@ -145,6 +146,10 @@ pub enum ProxyError {
     /// The upgrade (WebSocket, CONNECT) is not allowed on this route.
     #[error("upgrade {0:?} not allowed")]
     UpgradeNotAllowed(String),
+    /// An RBAC filter denied the request; Envoy's response code details, which name
+    /// the policy (`rbac_access_denied_matched_policy[NAME]`).
+    #[error("access denied: {0}")]
+    AccessDenied(String),
 }
 
 impl ProxyError {
@@ -167,7 +172,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::Http10NotAccepted => StatusCode::UPGRADE_REQUIRED,
             ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ProxyError::UpgradeNotAllowed(_) => StatusCode::FORBIDDEN,
+            ProxyError::UpgradeNotAllowed(_) | ProxyError::AccessDenied(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -191,7 +196,8 @@ impl ProxyError {
                 ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR
             }
             ProxyError::RequestTimeout => ResponseFlags::STREAM_IDLE_TIMEOUT,
-            ProxyError::UpgradeNotAllowed(_) => ResponseFlags::NONE,
+            // Envoy sets no flag for an RBAC denial: its details name the policy.
+            ProxyError::UpgradeNotAllowed(_) | ProxyError::AccessDenied(_) => ResponseFlags::NONE,
         }
     }
 
@@ -221,12 +227,13 @@ impl ProxyError {
             ProxyError::Http10NotAccepted => "Upgrade Required",
             ProxyError::RequestTimeout => "request timeout",
             ProxyError::UpgradeNotAllowed(_) => "upgrade not allowed",
+            ProxyError::AccessDenied(_) => crate::rbac::DENIED_BODY,
         }
     }
 
     /// Envoy's `%RESPONSE_CODE_DETAILS%` for this failure.
-    pub fn details(&self) -> &'static str {
-        match self {
+    pub fn details(&self) -> Cow<'static, str> {
+        let fixed = match self {
             ProxyError::NoRoute => "route_not_found",
             ProxyError::NoCluster(..) => "cluster_not_found",
             ProxyError::NoHealthyUpstream => "no_healthy_upstream",
@@ -252,7 +259,9 @@ impl ProxyError {
             ProxyError::Http10NotAccepted => "low_version",
             ProxyError::RequestTimeout => "request_overall_timeout",
             ProxyError::UpgradeNotAllowed(_) => "upgrade_failed",
-        }
+            ProxyError::AccessDenied(details) => return Cow::Owned(details.clone()),
+        };
+        Cow::Borrowed(fixed)
     }
 
     /// The gRPC status a gRPC caller sees for this failure (gRPC's HTTP mapping, with
@@ -262,7 +271,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout(_) | ProxyError::PerTryTimeout(_) => 4,
             ProxyError::NoRoute => 12,
             ProxyError::BadRequest(_) | ProxyError::Http10NotAccepted => 13,
-            ProxyError::UpgradeNotAllowed(_) => 7,
+            ProxyError::UpgradeNotAllowed(_) | ProxyError::AccessDenied(_) => 7,
             _ => 14,
         }
     }

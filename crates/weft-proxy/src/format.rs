@@ -402,7 +402,7 @@ impl Operator {
             Operator::ResponseCode => {
                 let _ = write!(out, "{}", info.response_code.unwrap_or(0));
             }
-            Operator::ResponseCodeDetails => out.push_str(info.details),
+            Operator::ResponseCodeDetails => out.push_str(&info.details),
             Operator::ResponseFlags => info.flags.write_to(out),
             Operator::BytesReceived => {
                 let _ = write!(out, "{}", info.bytes_received);
@@ -483,7 +483,7 @@ impl Operator {
             }
             Operator::Hostname => out.push_str(hostname()),
             Operator::ConnectionTerminationDetails => {
-                if let Some(d) = info.termination_details {
+                if let Some(d) = &info.termination_details {
                     out.push_str(d)
                 }
             }

@@ -25,6 +25,7 @@ pub mod io;
 pub mod listener;
 pub mod memory;
 pub mod metrics;
+pub mod rbac;
 pub mod runtime;
 pub mod sidecar;
 pub mod stream_info;

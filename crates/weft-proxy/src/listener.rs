@@ -54,6 +54,8 @@ pub struct FilterChain {
     pub network: Network,
     /// TLS termination (`transport_socket`), before the network filters.
     pub tls: Option<Arc<crate::tls::DownstreamTls>>,
+    /// Network RBAC filters, in order, before the terminal filter.
+    pub rbac: Arc<[crate::rbac::network::NetworkRbac]>,
 }
 
 /// A compiled listener.
@@ -270,6 +272,12 @@ async fn handle_connection(
         listener: listener.name.clone(),
         tls,
     });
+    if let Err(details) = crate::rbac::network::check(&chain.rbac, &downstream) {
+        if let Network::Tcp(proxy) = &chain.network {
+            crate::tcp::log_denied(proxy, downstream, details);
+        }
+        return;
+    }
     match &chain.network {
         Network::Http(manager) => {
             let manager = manager.clone();
@@ -346,6 +354,7 @@ mod tests {
                 stats: m2.tcp("t"),
             })),
             tls: None,
+            rbac: Arc::from(Vec::new()),
         }
     }
 

@@ -71,6 +71,12 @@ struct ClusterCodeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RbacLabels {
+    stat_prefix: String,
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TlsLabels {
     side: &'static str,
     result: &'static str,
@@ -128,6 +134,9 @@ pub struct Metrics {
     tcp_no_route: Counters<PrefixLabels>,
     tls_handshakes: Counters<TlsLabels>,
     tls_negotiated: Counters<TlsNegotiatedLabels>,
+    rbac_allowed: Counters<RbacLabels>,
+    rbac_denied: Counters<RbacLabels>,
+    rbac_logged: Counters<RbacLabels>,
     config_reloads: Counter,
     config_rejections: Counter,
 }
@@ -177,6 +186,9 @@ impl Metrics {
             tcp_no_route: Family::default(),
             tls_handshakes: Family::default(),
             tls_negotiated: Family::default(),
+            rbac_allowed: Family::default(),
+            rbac_denied: Family::default(),
+            rbac_logged: Family::default(),
             config_reloads: Counter::default(),
             config_rejections: Counter::default(),
             registry: Registry::default(),
@@ -353,6 +365,21 @@ impl Metrics {
             m.tls_negotiated.clone(),
         );
         r.register(
+            "rbac_allowed",
+            "Requests and connections an RBAC filter allowed, by the policy that decided (none: no policy matched)",
+            m.rbac_allowed.clone(),
+        );
+        r.register(
+            "rbac_denied",
+            "Requests and connections an RBAC filter denied, by the policy that decided (none: no policy matched)",
+            m.rbac_denied.clone(),
+        );
+        r.register(
+            "rbac_logged",
+            "Requests and connections a LOG (audit) RBAC filter matched, by policy; they were allowed",
+            m.rbac_logged.clone(),
+        );
+        r.register(
             "config_reloads",
             "Configurations applied",
             m.config_reloads.clone(),
@@ -490,6 +517,23 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// The counter of RBAC decisions with `outcome` made by `policy` of the rules
+    /// configured under `stat_prefix`. Policy names come from configuration, so the
+    /// label set stays as bounded as the configuration.
+    pub fn rbac(&self, outcome: crate::rbac::Outcome, stat_prefix: &str, policy: &str) -> Counter {
+        let family = match outcome {
+            crate::rbac::Outcome::Allowed => &self.rbac_allowed,
+            crate::rbac::Outcome::Denied => &self.rbac_denied,
+            crate::rbac::Outcome::Logged => &self.rbac_logged,
+        };
+        family
+            .get_or_create(&RbacLabels {
+                stat_prefix: stat_prefix.to_string(),
+                policy: policy.to_string(),
+            })
+            .clone()
+    }
+
     /// Handles for the TLS handshakes of one side.
     pub fn tls(&self, side: crate::tls::Side) -> TlsStats {
         let side = side.as_str();

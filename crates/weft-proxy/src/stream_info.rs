@@ -3,6 +3,7 @@
 
 use crate::error::ResponseFlags;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -75,8 +76,9 @@ pub struct StreamInfo {
     pub attempts: u32,
     /// Response status sent downstream.
     pub response_code: Option<u16>,
-    /// Envoy's response code details.
-    pub details: &'static str,
+    /// Envoy's response code details (most are fixed words; an RBAC denial names the
+    /// policy).
+    pub details: Cow<'static, str>,
     /// Envoy's response flags.
     pub flags: ResponseFlags,
     /// Body bytes received from downstream.
@@ -92,7 +94,7 @@ pub struct StreamInfo {
     /// Response trailers that log formats refer to.
     pub response_trailers: Vec<(HeaderName, HeaderValue)>,
     /// Why the connection ended, when the proxy ended it.
-    pub termination_details: Option<&'static str>,
+    pub termination_details: Option<Cow<'static, str>>,
 }
 
 impl StreamInfo {
@@ -113,7 +115,7 @@ impl StreamInfo {
             upstream_tls: None,
             attempts: 0,
             response_code: None,
-            details: "",
+            details: Cow::Borrowed(""),
             flags: ResponseFlags::NONE,
             bytes_received: 0,
             bytes_sent: 0,

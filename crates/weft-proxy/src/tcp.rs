@@ -83,7 +83,7 @@ where
         info.bytes_sent = outcome.b_to_a;
         if outcome.idle_timeout {
             stats.idle_timeout.inc();
-            info.termination_details = Some("idle_timeout");
+            info.termination_details = Some("idle_timeout".into());
         }
     } else {
         stats.no_route.inc();
@@ -93,6 +93,17 @@ where
         log.log(&info);
     }
     stats.cx_active.dec();
+}
+
+/// Records a connection that a network RBAC filter closed before the TCP proxy saw it,
+/// with Envoy's termination details (`rbac_access_denied_matched_policy[NAME]`).
+pub fn log_denied(proxy: &TcpProxy, conn: Arc<Downstream>, details: String) {
+    let mut info = StreamInfo::new(conn);
+    info.termination_details = Some(details.into());
+    info.duration = Some(info.start.elapsed());
+    for log in &proxy.access_logs {
+        log.log(&info);
+    }
 }
 
 async fn connect(

@@ -1,5 +1,6 @@
 //! `Listener` → [`Listener`]: listener filters, filter chains and their network filters
-//! (HTTP connection manager, TCP proxy).
+//! (RBAC before the terminal one: HTTP connection manager or TCP proxy), and the HTTP
+//! filters of a connection manager (RBAC before the router).
 
 use super::{access_log, decode_any, duration, route, socket_address, timeout, Context};
 use crate::http::manager::{
@@ -7,6 +8,7 @@ use crate::http::manager::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HEADERS_COUNT, DEFAULT_MAX_REQUEST_HEADERS_KB,
     DEFAULT_STREAM_IDLE_TIMEOUT,
 };
+use crate::http::rbac::HttpRbac;
 use crate::listener::{
     ChainMatch, FilterChain, Listener, Network, DEFAULT_LISTENER_FILTERS_TIMEOUT,
 };
@@ -153,14 +155,27 @@ fn filter_chain(
         return None;
     }
     let last = fc.filters.len() - 1;
+    let mut rbac = Vec::new();
     for (i, f) in fc.filters.iter().enumerate().take(last) {
-        ctx.error(
-            &format!("{path}.filters[{i}]"),
-            format!(
-                "network filter {:?} is not supported before the terminal filter",
-                f.name
+        let fpath = format!("{path}.filters[{i}]");
+        match &f.config_type {
+            Some(lpb::filter::ConfigType::TypedConfig(any))
+                if super::rbac::is_network_filter(&any.type_url) =>
+            {
+                if let Some(r) =
+                    super::rbac::network_filter(any, &format!("{fpath}.typed_config"), ctx)
+                {
+                    rbac.push(r);
+                }
+            }
+            _ => ctx.error(
+                &fpath,
+                format!(
+                    "network filter {:?} is not supported before the terminal filter (envoy.filters.network.rbac is)",
+                    f.name
+                ),
             ),
-        );
+        }
     }
     let f = &fc.filters[last];
     let fpath = format!("{path}.filters[{last}].typed_config");
@@ -209,6 +224,7 @@ fn filter_chain(
         matcher,
         network,
         tls,
+        rbac: rbac.into(),
     })
 }
 
@@ -266,7 +282,12 @@ fn http_manager(
             None
         }
     };
-    http_filters(&m.http_filters, &format!("{path}.http_filters"), ctx);
+    let rbac = http_filters(
+        &m.http_filters,
+        &m.stat_prefix,
+        &format!("{path}.http_filters"),
+        ctx,
+    );
     let suppress_envoy_headers = m
         .http_filters
         .iter()
@@ -412,12 +433,18 @@ fn http_manager(
         },
         suppress_envoy_headers,
         via,
+        rbac,
     })
 }
 
-/// Only the router is run; it must come last. Other filters are errors unless marked
-/// `is_optional`, as Envoy treats them.
-fn http_filters(filters: &[hcm::HttpFilter], path: &str, ctx: &mut Context<'_>) {
+/// The router runs last, after the RBAC filters in their order; other filters are
+/// errors unless marked `is_optional`, as Envoy treats them.
+fn http_filters(
+    filters: &[hcm::HttpFilter],
+    stat_prefix: &str,
+    path: &str,
+    ctx: &mut Context<'_>,
+) -> Vec<HttpRbac> {
     let is_router = |f: &hcm::HttpFilter| match &f.config_type {
         Some(hcm::http_filter::ConfigType::TypedConfig(any)) => any.type_url == type_url::ROUTER,
         _ => f.name == "envoy.filters.http.router" || f.name == "router",
@@ -430,20 +457,31 @@ fn http_filters(filters: &[hcm::HttpFilter], path: &str, ctx: &mut Context<'_>) 
         ),
         None => ctx.error(path, "at least the router filter is required"),
     }
+    let mut rbac = Vec::new();
     for (i, f) in filters.iter().enumerate() {
-        if f.disabled {
+        if f.disabled || is_router(f) {
             continue;
         }
-        if !is_router(f) && !f.is_optional {
-            ctx.error(
+        match &f.config_type {
+            Some(hcm::http_filter::ConfigType::TypedConfig(any))
+                if super::rbac::is_http_filter(&any.type_url) =>
+            {
+                let fpath = format!("{path}[{i}].typed_config");
+                if let Some(r) = super::rbac::http_filter(&f.name, any, stat_prefix, &fpath, ctx) {
+                    rbac.push(r);
+                }
+            }
+            _ if f.is_optional => {}
+            _ => ctx.error(
                 &format!("{path}[{i}]"),
                 format!(
                     "HTTP filter {:?} is not supported (mark it is_optional to skip it)",
                     f.name
                 ),
-            );
+            ),
         }
     }
+    rbac
 }
 
 fn tcp_proxy(t: &tcp::TcpProxy, path: &str, ctx: &mut Context<'_>) -> Option<TcpProxy> {

@@ -6,6 +6,7 @@
 pub mod access_log;
 pub mod cluster;
 pub mod listener;
+pub mod rbac;
 pub mod route;
 pub mod support;
 pub mod tls;

@@ -144,6 +144,12 @@ fn virtual_host(
             &format!("{path}.response_headers_to_add"),
             ctx,
         ),
+        rbac: super::rbac::per_route(
+            &vh.typed_per_filter_config,
+            table,
+            &format!("{path}.typed_per_filter_config"),
+            ctx,
+        ),
     }
 }
 
@@ -207,6 +213,12 @@ fn route(
             &r.response_headers_to_add,
             &r.response_headers_to_remove,
             &format!("{path}.response_headers_to_add"),
+            ctx,
+        ),
+        rbac: super::rbac::per_route(
+            &r.typed_per_filter_config,
+            table,
+            &format!("{path}.typed_per_filter_config"),
             ctx,
         ),
     })

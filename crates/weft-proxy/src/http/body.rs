@@ -402,7 +402,7 @@ impl ResponseBody {
     fn fail(&mut self, flag: ResponseFlags, details: &'static str) {
         if let Some(end) = &mut self.end {
             end.info.flags.insert(flag);
-            end.info.details = details;
+            end.info.details = details.into();
             end.pooled = None;
         }
         self.close(false);

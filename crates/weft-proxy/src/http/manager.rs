@@ -128,6 +128,8 @@ pub struct HttpManager {
     pub suppress_envoy_headers: bool,
     /// `via` header to append.
     pub via: Option<HeaderValue>,
+    /// RBAC filters, in order, before the router.
+    pub rbac: Vec<super::rbac::HttpRbac>,
     /// Metrics.
     pub stats: HttpStats,
 }

@@ -7,6 +7,7 @@ pub mod local_reply;
 pub mod manager;
 pub mod matcher;
 pub mod proxy;
+pub mod rbac;
 pub mod retry;
 pub mod route;
 pub mod server;

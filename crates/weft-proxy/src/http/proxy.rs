@@ -20,6 +20,7 @@ use crate::cluster::endpoint::InFlight;
 use crate::cluster::hash::request_hash;
 use crate::cluster::lb::LbPolicy;
 use crate::error::ProxyError;
+use crate::rbac::matcher::Input;
 use crate::stream_info::{capture, Downstream, RequestInfo, StreamInfo};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, SERVER, TRANSFER_ENCODING, UPGRADE, VIA};
 use http::uri::PathAndQuery;
@@ -176,19 +177,34 @@ async fn proxy(
         },
     });
 
+    // The table as it is now: a route update governs the very next request, RBAC
+    // overrides included, even on a connection opened before it.
     let table = manager.routes.load_full();
     let view = RequestView::new(&req, path, authority, scheme);
-    let vhost = table
-        .virtual_host_index(authority)
-        .ok_or(ProxyError::NoRoute)?;
+    let found = table.virtual_host_index(authority).and_then(|v| {
+        let vh = &table.virtual_hosts[v];
+        let r = vh.routes.iter().position(|r| r.matcher.matches(&view))?;
+        Some((v, r))
+    });
+    if let Some((v, r)) = found {
+        ex.info.route_name = Some(table.virtual_hosts[v].routes[r].name.clone());
+    }
+    // Filters run before the router, so a denial wins over "no route".
+    if !manager.rbac.is_empty() {
+        let route = found.map(|(v, r)| {
+            let vh = &table.virtual_hosts[v];
+            (vh, &vh.routes[r])
+        });
+        let input = Input {
+            conn: &conn.downstream,
+            remote: ex.info.client.ip(),
+            request: Some(&view),
+        };
+        super::rbac::check(&manager.rbac, route, &input)?;
+    }
+    let (vhost, route_index) = found.ok_or(ProxyError::NoRoute)?;
     let vh = &table.virtual_hosts[vhost];
-    let (route_index, route) = vh
-        .routes
-        .iter()
-        .enumerate()
-        .find(|(_, r)| r.matcher.matches(&view))
-        .ok_or(ProxyError::NoRoute)?;
-    ex.info.route_name = Some(route.name.clone());
+    let route = &vh.routes[route_index];
     ex.taken = Some(Taken {
         table: table.clone(),
         vhost,

@@ -3,6 +3,7 @@
 
 use super::headers::HeaderMutation;
 use super::matcher::{HeaderMatcher, QueryMatcher, RequestView};
+use super::rbac::RbacOverrides;
 use super::retry::RetryPolicy;
 use crate::cluster::hash::HashPolicy;
 use crate::metrics::RouteStats;
@@ -167,6 +168,8 @@ pub struct VirtualHost {
     pub request_headers: HeaderMutation,
     /// Headers added to responses.
     pub response_headers: HeaderMutation,
+    /// RBAC filter overrides (`RBACPerRoute`) for its routes that have none.
+    pub rbac: RbacOverrides,
 }
 
 impl VirtualHost {
@@ -189,6 +192,8 @@ pub struct Route {
     pub request_headers: HeaderMutation,
     /// Headers added to responses.
     pub response_headers: HeaderMutation,
+    /// RBAC filter overrides (`RBACPerRoute`).
+    pub rbac: RbacOverrides,
     /// Its metrics.
     pub stats: Arc<RouteStats>,
 }
@@ -519,6 +524,7 @@ mod tests {
             routes: Vec::new(),
             request_headers: HeaderMutation::default(),
             response_headers: HeaderMutation::default(),
+            rbac: RbacOverrides::default(),
         }
     }
 

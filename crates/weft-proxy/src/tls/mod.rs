@@ -243,6 +243,9 @@ pub struct TlsInfo {
     pub peer_dns_sans: Vec<Box<str>>,
     /// Serial number of the peer's leaf certificate (hex).
     pub peer_serial: Option<Box<str>>,
+    /// Subject of the peer's leaf certificate (RFC 4514); `None`: the peer presented no
+    /// certificate.
+    pub peer_subject: Option<Box<str>>,
     /// URI SANs of the certificate this side presented.
     pub local_uri_sans: Vec<Box<str>>,
 }
@@ -270,13 +273,14 @@ impl TlsInfo {
             .peer_certificates()
             .and_then(|c| c.first())
             .and_then(|leaf| x509::CertSummary::parse(leaf).ok());
-        let (peer_uri_sans, peer_dns_sans, peer_serial) = match peer {
+        let (peer_uri_sans, peer_dns_sans, peer_serial, peer_subject) = match peer {
             Some(p) => (
                 p.uri_sans.into_iter().map(String::into_boxed_str).collect(),
                 p.dns_sans.into_iter().map(String::into_boxed_str).collect(),
                 Some(p.serial.into_boxed_str()),
+                Some(p.subject.into_boxed_str()),
             ),
-            None => (Vec::new(), Vec::new(), None),
+            None => (Vec::new(), Vec::new(), None, None),
         };
         TlsInfo {
             version,
@@ -289,6 +293,7 @@ impl TlsInfo {
             peer_uri_sans,
             peer_dns_sans,
             peer_serial,
+            peer_subject,
             local_uri_sans: local
                 .map(|c| {
                     c.leaf()

@@ -5,7 +5,7 @@
 use rustls_pki_types::CertificateDer;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use x509_parser::extensions::GeneralName;
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
 /// A certificate that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,7 +17,7 @@ pub struct ParseError(String);
 pub struct CertSummary {
     /// Serial number, lowercase hex without separators (as Envoy's `/certs` shows it).
     pub serial: String,
-    /// Subject, RFC 4514.
+    /// Subject, RFC 4514 (as Envoy reports it, and RBAC's `authenticated` matches it).
     pub subject: String,
     /// URI SANs.
     pub uri_sans: Vec<String>,
@@ -46,7 +46,7 @@ impl CertSummary {
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect(),
-            subject: cert.subject().to_string(),
+            subject: rfc4514(cert.subject()),
             uri_sans: Vec::new(),
             dns_sans: Vec::new(),
             email_sans: Vec::new(),
@@ -85,6 +85,53 @@ impl CertSummary {
     }
 }
 
+/// A name as RFC 4514 writes it: the last RDN first, RDNs joined by `,` and the values
+/// of one RDN by `+`, special characters escaped. Values that are not strings are
+/// written `#` and their DER in hex.
+fn rfc4514(name: &X509Name<'_>) -> String {
+    let registry = x509_parser::objects::oid_registry();
+    let rdns: Vec<_> = name.iter_rdn().collect();
+    let mut out = String::new();
+    for (i, rdn) in rdns.iter().rev().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, attr) in rdn.iter().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            match x509_parser::objects::oid2abbrev(attr.attr_type(), registry) {
+                Ok(abbrev) => out.push_str(abbrev),
+                Err(_) => out.push_str(&attr.attr_type().to_id_string()),
+            }
+            out.push('=');
+            match attr.as_str() {
+                Ok(v) => escape_value(v, &mut out),
+                Err(_) => {
+                    out.push('#');
+                    for b in attr.attr_value().as_bytes() {
+                        out.push_str(&format!("{b:02x}"));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn escape_value(v: &str, out: &mut String) {
+    let last = v.chars().count().saturating_sub(1);
+    for (i, c) in v.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && matches!(c, '#' | ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
 fn system_time(unix: i64) -> SystemTime {
     if unix >= 0 {
         UNIX_EPOCH + Duration::from_secs(unix as u64)
@@ -109,6 +156,23 @@ mod tests {
     fn garbage_is_an_error() {
         assert!(CertSummary::parse(&CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])).is_err());
         assert!(CertSummary::parse(&CertificateDer::from(Vec::new())).is_err());
+    }
+
+    #[test]
+    fn subject_is_written_as_rfc_4514() {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        // The sequence in the certificate: O first, CN last; RFC 4514 writes it reversed.
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Weft, Inc.");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "b");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("cert");
+        let summary = CertSummary::parse(cert.der()).expect("parses");
+        assert_eq!(summary.subject, r"CN=b,O=Weft\, Inc.");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! STATIC clusters pointing at real upstreams.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::net::SocketAddr;
 
 /// A STATIC cluster named `name` over `addrs`, with extra cluster fields (YAML lines,
