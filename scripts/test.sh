@@ -4,11 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real clients and servers the tests drive: curl (HTTP/1.1, h2c, proxy requests) and
-# etcd (the weft-store etcd backend's tests start /usr/bin/etcd).
+# Real clients and servers the tests drive: curl (HTTP/1.1, h2c, proxy requests),
+# etcd (the weft-store etcd backend's tests start /usr/bin/etcd), tshark (a capture
+# between two sidecars shows no plaintext) and sslscan (TLS 1.3 only between them).
 packages=()
 command -v curl >/dev/null || packages+=(curl)
 [ -x /usr/bin/etcd ] || packages+=(etcd-server)
+command -v tshark >/dev/null || packages+=(tshark)
+command -v sslscan >/dev/null || packages+=(sslscan)
 if ((${#packages[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

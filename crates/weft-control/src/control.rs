@@ -11,6 +11,8 @@ use crate::proxies::Proxies;
 use crate::registrar::{Graces, Registrar};
 use crate::sealing::Sealer;
 use crate::source::MeshSource;
+use crate::translate::peer_authentication::DEFAULT_ROOT_NAMESPACE;
+use crate::translate::MeshSettings;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,6 +54,8 @@ pub struct Config {
     pub graces: Graces,
     /// The SPIFFE trust domain of workload identities.
     pub trust_domain: String,
+    /// The namespace whose selector-less policies apply to the whole mesh.
+    pub root_namespace: String,
     /// The key that seals secrets in the store (required with etcd).
     pub seal_key: Option<PathBuf>,
     /// A CA the operator supplies instead of the one Weft makes.
@@ -80,6 +84,7 @@ impl Config {
             debounce: Debounce::default(),
             graces: Graces::default(),
             trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
+            root_namespace: DEFAULT_ROOT_NAMESPACE.to_string(),
             seal_key: None,
             ca: None,
             workload_cert_ttl: DEFAULT_WORKLOAD_TTL,
@@ -299,7 +304,11 @@ impl ControlPlane {
         let (tokens, authority, admin_token) = security(&config, &store).await?;
         let metrics = Arc::new(Metrics::new());
         let replica = replica_id();
-        let mesh = Mesh::new(store.clone(), metrics.clone(), config.debounce);
+        let settings = MeshSettings {
+            trust_domain: config.trust_domain.clone(),
+            root_namespace: config.root_namespace.clone(),
+        };
+        let mesh = Mesh::new(store.clone(), metrics.clone(), config.debounce, settings);
         let registrar = Registrar::new(
             store.clone(),
             replica.clone(),

@@ -8,7 +8,7 @@ use crate::metrics::Metrics;
 use crate::registry::{self, Instance};
 use crate::resources;
 use crate::translate::services::Probed;
-use crate::translate::Snapshot;
+use crate::translate::{MeshSettings, Snapshot};
 use arc_swap::ArcSwap;
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
@@ -63,6 +63,7 @@ pub struct Mesh {
     ready: AtomicBool,
     metrics: Arc<Metrics>,
     debounce: Debounce,
+    settings: MeshSettings,
     /// Health of the Workloads the control plane probes.
     probed: Mutex<Probed>,
     /// Asks the follower to translate again (probe results changed).
@@ -134,7 +135,12 @@ impl Contents {
 
 impl Mesh {
     /// A mesh with nothing in it yet; [`Mesh::follow`] fills it.
-    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>, debounce: Debounce) -> Arc<Mesh> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        debounce: Debounce,
+        settings: MeshSettings,
+    ) -> Arc<Mesh> {
         let (tx, rx) = watch::channel(0);
         Arc::new(Mesh {
             store,
@@ -150,6 +156,7 @@ impl Mesh {
             ready: AtomicBool::new(false),
             metrics,
             debounce,
+            settings,
             probed: Mutex::new(Probed::new()),
             retranslate: Notify::new(),
         })
@@ -292,9 +299,10 @@ impl Mesh {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let settings = self.settings.clone();
         let started = Instant::now();
         let built = tokio::task::spawn_blocking(move || {
-            Snapshot::build_probed(revision, &resources, &instances, &probed)
+            Snapshot::build_probed(revision, &resources, &instances, &probed, &settings)
         })
         .await;
         let snapshot = match built {

@@ -9,14 +9,18 @@ use weft_control::translate::listener::ProxyInfo;
 use weft_control::translate::Snapshot;
 use weft_model::Resource as ModelResource;
 use weft_xds::pb::envoy::config::cluster::v3::{cluster, Cluster};
-use weft_xds::pb::envoy::config::core::v3::{address, HealthStatus, Node};
+use weft_xds::pb::envoy::config::core::v3::{address, transport_socket, HealthStatus, Node};
 use weft_xds::pb::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment};
 use weft_xds::pb::envoy::config::listener::v3::{filter, Listener};
 use weft_xds::pb::envoy::config::route::v3 as r;
 use weft_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use weft_xds::pb::envoy::extensions::transport_sockets::tls::v3::{
+    common_tls_context, CommonTlsContext, DownstreamTlsContext, UpstreamTlsContext,
+};
 use weft_xds::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options, HttpProtocolOptions,
 };
+use weft_xds::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use weft_xds::{type_url, Resource};
 
 const NETWORKING: &str = concat!(
@@ -852,7 +856,7 @@ fn destination_rules_set_balancing_and_connections() {
     for what in [
         "outlierDetection",
         "connectionPool.tcp.maxConnections",
-        "tls (upstream TLS)",
+        "tls SIMPLE/MUTUAL",
         "httpCookie.ttl",
     ] {
         assert!(w.iter().any(|x| x.contains(what)), "{what} in {w:?}");
@@ -1616,4 +1620,192 @@ fn the_proxy_check_refuses_what_it_cannot_do() {
     let err = weft_proxy::compile::check_resource(type_url::CLUSTER, &r.body, &HashSet::new())
         .expect_err("outlier detection is refused");
     assert!(err.to_string().contains("outlier_detection"), "{err}");
+}
+
+// ---- mutual TLS ----
+
+fn upstream_tls(c: &Cluster) -> Option<UpstreamTlsContext> {
+    let ts = c.transport_socket.as_ref()?;
+    let Some(transport_socket::ConfigType::TypedConfig(any)) = &ts.config_type else {
+        panic!("typed config")
+    };
+    Some(UpstreamTlsContext::decode(any.value.as_slice()).expect("an UpstreamTlsContext"))
+}
+
+/// The URI SAN a TLS context accepts (exact or prefix), and its ALPN.
+fn san_and_alpn(common: &CommonTlsContext) -> (String, Vec<String>) {
+    let Some(common_tls_context::ValidationContextType::CombinedValidationContext(v)) =
+        &common.validation_context_type
+    else {
+        panic!("a combined validation context")
+    };
+    let m = &v
+        .default_validation_context
+        .as_ref()
+        .expect("defaults")
+        .match_typed_subject_alt_names[0];
+    let san = match m.matcher.as_ref().and_then(|m| m.match_pattern.as_ref()) {
+        Some(MatchPattern::Exact(s)) => format!("exact {s}"),
+        Some(MatchPattern::Prefix(s)) => format!("prefix {s}"),
+        other => panic!("{other:?}"),
+    };
+    (san, common.alpn_protocols.clone())
+}
+
+#[test]
+fn sidecar_services_are_reached_over_mutual_tls() {
+    let mut resources = parse(
+        "mesh.yaml",
+        r#"
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: legacy-1}
+spec: {service: legacy, address: 127.0.0.1, ports: {http: 9000}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: details}
+spec:
+  host: details
+  trafficPolicy: {tls: {mode: DISABLE}}
+"#,
+    );
+    resources.extend(parse(
+        "legacy-mtls.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: legacy}\nspec:\n  host: legacy\n  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}\n",
+    ));
+    let snap = Snapshot::build(1, &resources, &bookinfo_instances());
+    // Sidecars only: mTLS, expecting the service's SPIFFE ID, ALPN for the protocol.
+    let reviews = upstream_tls(&cluster(
+        &snap,
+        "outbound|9080||reviews.default.svc.cluster.local",
+    ))
+    .expect("mTLS to reviews");
+    let common = reviews.common_tls_context.as_ref().expect("common");
+    assert_eq!(
+        san_and_alpn(common),
+        (
+            "exact spiffe://cluster.local/ns/default/sa/reviews".to_string(),
+            vec!["http/1.1".to_string()]
+        )
+    );
+    assert_eq!(common.tls_certificate_sds_secret_configs[0].name, "default");
+    let ratings_grpc = snap
+        .clusters
+        .keys()
+        .find(|n| n.starts_with("outbound|50051||"))
+        .cloned();
+    if let Some(name) = ratings_grpc {
+        let tls = upstream_tls(&cluster(&snap, &name)).expect("mTLS");
+        assert_eq!(
+            san_and_alpn(tls.common_tls_context.as_ref().expect("common")).1,
+            ["h2"]
+        );
+    }
+    // A DestinationRule's DISABLE wins over auto mTLS; ISTIO_MUTUAL forces it on a
+    // service without sidecars, which otherwise gets plain text.
+    assert!(upstream_tls(&cluster(
+        &snap,
+        "outbound|9080||details.default.svc.cluster.local"
+    ))
+    .is_none());
+    let legacy = cluster(&snap, "outbound|9000||legacy.default.svc.cluster.local");
+    assert!(upstream_tls(&legacy).is_some(), "ISTIO_MUTUAL");
+    let no_rule = Snapshot::build(1, &resources[..1], &bookinfo_instances());
+    assert!(upstream_tls(&cluster(
+        &no_rule,
+        "outbound|9000||legacy.default.svc.cluster.local"
+    ))
+    .is_none());
+    // Proxyless gRPC clients hold no workload certificate: they get the plain cluster.
+    let (node, _) = weft_xds::from_json_or_yaml::<Node>("id: grpc-client\n").expect("a node");
+    let proxyless = ProxyInfo::from_node(&node);
+    let plain: Cluster = decode(&one(
+        &snap,
+        &proxyless,
+        type_url::CLUSTER,
+        "outbound|9080||reviews.default.svc.cluster.local",
+    ));
+    assert!(plain.transport_socket.is_none());
+}
+
+fn inbound_chains(snap: &Snapshot, proxy: &ProxyInfo, listener: &str) -> Vec<String> {
+    let l: Listener = decode(&one(snap, proxy, type_url::LISTENER, listener));
+    l.filter_chains
+        .iter()
+        .map(|c| {
+            let transport = c
+                .filter_chain_match
+                .as_ref()
+                .map_or("any", |m| m.transport_protocol.as_str());
+            let tls = c.transport_socket.is_some();
+            format!("{transport}{}", if tls { "+tls" } else { "" })
+        })
+        .collect()
+}
+
+#[test]
+fn peer_authentication_decides_inbound_chains() {
+    let proxy = sidecar("reviews");
+    let permissive = Snapshot::build(1, &[], &bookinfo_instances());
+    assert_eq!(
+        inbound_chains(&permissive, &proxy, "inbound|15006"),
+        ["tls+tls", "raw_buffer"],
+        "PERMISSIVE when nothing says otherwise"
+    );
+    let resources = parse(
+        "pa.yaml",
+        r#"
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1beta1
+kind: PeerAuthentication
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  portLevelMtls:
+    "5433": {mode: DISABLE}
+    8444: {mode: PERMISSIVE}
+"#,
+    );
+    let snap = Snapshot::build(1, &resources, &bookinfo_instances());
+    assert_eq!(
+        inbound_chains(&snap, &proxy, "inbound|15006"),
+        ["tls+tls"],
+        "mesh-wide STRICT"
+    );
+    assert_eq!(
+        inbound_chains(&snap, &proxy, "inbound|15008"),
+        ["any"],
+        "port 5433 DISABLE"
+    );
+    assert_eq!(
+        inbound_chains(&snap, &proxy, "inbound|15009"),
+        ["tls+tls", "raw_buffer"],
+        "port 8444 PERMISSIVE"
+    );
+    // The workload policy selects reviews only.
+    assert_eq!(
+        inbound_chains(&snap, &sidecar("ratings"), "inbound|15008"),
+        ["tls+tls"]
+    );
+    // The server side requires a client certificate of the trust domain.
+    let l: Listener = decode(&one(&snap, &proxy, type_url::LISTENER, "inbound|15006"));
+    let Some(transport_socket::ConfigType::TypedConfig(any)) = &l.filter_chains[0]
+        .transport_socket
+        .as_ref()
+        .expect("tls")
+        .config_type
+    else {
+        panic!("typed")
+    };
+    let down = DownstreamTlsContext::decode(any.value.as_slice()).expect("downstream");
+    assert_eq!(down.require_client_certificate.map(|b| b.value), Some(true));
+    assert_eq!(
+        san_and_alpn(down.common_tls_context.as_ref().expect("common")).0,
+        "prefix spiffe://cluster.local/"
+    );
 }

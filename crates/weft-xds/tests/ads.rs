@@ -291,7 +291,11 @@ async fn scenario(protocol: Protocol) {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(*log.lock().expect("lock"), ["endpoints:a"], "only what changed");
+    assert_eq!(
+        *log.lock().expect("lock"),
+        ["endpoints:a"],
+        "only what changed"
+    );
     source.set(
         type_url::CLUSTER_LOAD_ASSIGNMENT,
         vec![cla("a"), cla("b"), cla("c")],

@@ -5,8 +5,10 @@
 //! warning, never sent (the proxy would refuse the whole update).
 
 use super::envoy::{self, Balance, EndpointSpec};
+use super::mtls;
 use super::services::{Discovery, Service};
 use super::Diagnostics;
+use crate::identity::Identity;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use weft_model::networking::destination_rule::{
@@ -196,12 +198,11 @@ fn unsupported(policy: &TrafficPolicy) -> Vec<&'static str> {
             }
         }
     }
-    if policy
-        .tls
-        .as_ref()
-        .is_some_and(|t| t.mode.is_some_and(|m| m != ClientTlsMode::Disable))
-    {
-        out.push("tls (upstream TLS)");
+    if policy.tls.as_ref().is_some_and(|t| {
+        t.mode
+            .is_some_and(|m| !matches!(m, ClientTlsMode::Disable | ClientTlsMode::IstioMutual))
+    }) {
+        out.push("tls SIMPLE/MUTUAL (upstream TLS with your own certificates)");
     }
     if policy.tunnel.is_some() {
         out.push("tunnel");
@@ -219,8 +220,11 @@ fn unsupported(policy: &TrafficPolicy) -> Vec<&'static str> {
 pub fn service_clusters(
     svc: &Service,
     dr: Option<&DestinationRule>,
+    trust_domain: &str,
     diagnostics: &mut Diagnostics,
 ) -> Vec<(Cluster, Option<ClusterLoadAssignment>)> {
+    let meshed = is_meshed(svc);
+    let peer = Identity::new(svc.namespace.clone(), svc.name.clone()).spiffe_id(trust_domain);
     let mut out = Vec::new();
     let mut subsets: Vec<(&str, Option<&BTreeMap<String, String>>)> = vec![("", None)];
     if let Some(dr) = dr {
@@ -258,6 +262,11 @@ pub fn service_clusters(
                 })
                 .collect();
             let lb = balance(policy.load_balancer.as_ref());
+            let mut alpn: &[&str] = if port.is_http2() {
+                &["h2"]
+            } else {
+                &["http/1.1"]
+            };
             let connect_timeout = policy
                 .connection_pool
                 .as_ref()
@@ -321,15 +330,35 @@ pub fn service_clusters(
                 if port.is_http() {
                     if h.use_client_protocol == Some(true) {
                         envoy::set_downstream_protocol(&mut c);
+                        alpn = &mtls::INBOUND_ALPN;
                     } else if h.h2_upgrade_policy == Some(H2UpgradePolicy::Upgrade) {
                         envoy::set_http2(&mut c);
+                        alpn = &["h2"];
                     }
                 }
+            }
+            let tls_mode = policy.tls.as_ref().and_then(|t| t.mode);
+            let mutual = match tls_mode {
+                Some(ClientTlsMode::IstioMutual) => true,
+                Some(ClientTlsMode::Disable) => false,
+                _ => meshed,
+            };
+            if mutual {
+                let alpn: &[&str] = if port.is_http() { alpn } else { &[] };
+                c.transport_socket = Some(mtls::upstream(&peer, alpn));
             }
             out.push((c, cla));
         }
     }
     out
+}
+
+/// Istio's auto mTLS: a service whose instances are all Weft sidecars is reached over
+/// mTLS. An instance without a sidecar (a `Workload`, a ServiceEntry endpoint) cannot
+/// answer it, so a service with any is reached in plain text, unless a DestinationRule
+/// says `ISTIO_MUTUAL`.
+fn is_meshed(svc: &Service) -> bool {
+    !svc.entry && !svc.instances.is_empty() && svc.instances.iter().all(|i| i.sidecar)
 }
 
 #[cfg(test)]

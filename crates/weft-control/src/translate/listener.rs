@@ -5,9 +5,10 @@
 //! dial. A gateway's listeners are `gateway.rs`'s.
 
 use super::envoy::{self, Routes};
+use super::peer_authentication::{self, Decision, PeerAuthentications};
 use super::route::{self, RouteContext, Scope};
 use super::services::{is_http2_protocol, is_http_protocol, Service, ServicePort, Services};
-use super::Diagnostics;
+use super::{mtls, Diagnostics, MeshSettings};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -146,8 +147,39 @@ pub fn inbound_cluster_name(app_port: u16) -> String {
     format!("inbound|{app_port}||")
 }
 
+/// What decides how a sidecar's inbound ports take connections.
+pub struct InboundSecurity<'a> {
+    /// Every PeerAuthentication.
+    pub peer_authentications: &'a PeerAuthentications,
+    /// Trust domain and root namespace.
+    pub settings: &'a MeshSettings,
+}
+
+impl InboundSecurity<'_> {
+    /// The mTLS mode of one of `proxy`'s application ports.
+    pub fn mode(
+        &self,
+        proxy: &ProxyInfo,
+        app_port: u16,
+        diagnostics: &mut Diagnostics,
+    ) -> Decision {
+        peer_authentication::resolve(
+            self.peer_authentications,
+            &self.settings.root_namespace,
+            &proxy.namespace,
+            &proxy.labels,
+            app_port,
+            diagnostics,
+        )
+    }
+}
+
 /// A sidecar's listeners and its local clusters.
-pub fn sidecar(proxy: &ProxyInfo) -> (Vec<Listener>, Vec<Cluster>) {
+pub fn sidecar(
+    proxy: &ProxyInfo,
+    security: &InboundSecurity<'_>,
+    diagnostics: &mut Diagnostics,
+) -> (Vec<Listener>, Vec<Cluster>) {
     let mut listeners = Vec::new();
     let mut clusters = Vec::new();
     let inbound = proxy
@@ -167,8 +199,11 @@ pub fn sidecar(proxy: &ProxyInfo) -> (Vec<Listener>, Vec<Cluster>) {
         clusters.push(local);
         let addr = SocketAddr::new(inbound, *inbound_port);
         let listener_name = format!("inbound|{inbound_port}");
+        let mode = security.mode(proxy, *app_port, diagnostics).mode;
         if !is_http_protocol(protocol) {
-            listeners.push(tcp_listener(&listener_name, addr, &cluster));
+            let mut l = tcp_listener(&listener_name, addr, &cluster);
+            mtls::secure_inbound(&mut l, mode, &security.settings.trust_domain);
+            listeners.push(l);
             continue;
         }
         let rc = r::RouteConfiguration {
@@ -203,7 +238,9 @@ pub fn sidecar(proxy: &ProxyInfo) -> (Vec<Listener>, Vec<Cluster>) {
             Routes::Inline(Box::new(rc)),
             &["websocket"],
         );
-        listeners.push(envoy::http_listener(&listener_name, addr, &manager));
+        let mut l = envoy::http_listener(&listener_name, addr, &manager);
+        mtls::secure_inbound(&mut l, mode, &security.settings.trust_domain);
+        listeners.push(l);
     }
     if let Some(port) = proxy.outbound_port {
         let manager = envoy::http_manager(

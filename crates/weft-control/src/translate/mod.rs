@@ -13,12 +13,15 @@ pub mod cluster;
 pub mod envoy;
 pub mod gateway;
 pub mod listener;
+pub mod mtls;
+pub mod peer_authentication;
 pub mod route;
 pub mod services;
 
 use crate::registry::{meta, Instance};
 use gateway::{GatewayVirtualServices, Gateways};
 use listener::{ProxyInfo, VirtualServices};
+use peer_authentication::PeerAuthentications;
 use route::RouteContext;
 use services::Services;
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,6 +49,24 @@ impl Diagnostics {
     }
 }
 
+/// What the translation takes from the control plane's own configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshSettings {
+    /// The SPIFFE trust domain of workload identities.
+    pub trust_domain: String,
+    /// The namespace whose selector-less policies apply mesh-wide.
+    pub root_namespace: String,
+}
+
+impl Default for MeshSettings {
+    fn default() -> Self {
+        MeshSettings {
+            trust_domain: crate::identity::DEFAULT_TRUST_DOMAIN.to_string(),
+            root_namespace: peer_authentication::DEFAULT_ROOT_NAMESPACE.to_string(),
+        }
+    }
+}
+
 /// The translated mesh at one version.
 pub struct Snapshot {
     /// Version, increasing.
@@ -56,6 +77,12 @@ pub struct Snapshot {
     pub clusters: BTreeMap<String, Arc<Resource>>,
     /// Endpoint assignments, by cluster name.
     pub endpoints: BTreeMap<String, Arc<Resource>>,
+    /// The clusters above that originate mTLS, without it: what proxyless gRPC clients
+    /// get, as they hold no workload certificate.
+    plaintext_clusters: BTreeMap<String, Arc<Resource>>,
+    /// Settings it was built with.
+    pub settings: MeshSettings,
+    peer_authentications: PeerAuthentications,
     rules: BTreeMap<String, (String, DestinationRule)>,
     vss: VirtualServices,
     gateways: Gateways,
@@ -72,7 +99,13 @@ impl Snapshot {
         resources: &[ModelResource],
         instances: &[Arc<Instance>],
     ) -> Snapshot {
-        Snapshot::build_probed(version, resources, instances, &services::Probed::new())
+        Snapshot::build_probed(
+            version,
+            resources,
+            instances,
+            &services::Probed::new(),
+            &MeshSettings::default(),
+        )
     }
 
     /// Translates, with the health of the Workloads the control plane probes.
@@ -81,6 +114,7 @@ impl Snapshot {
         resources: &[ModelResource],
         instances: &[Arc<Instance>],
         probed: &services::Probed,
+        settings: &MeshSettings,
     ) -> Snapshot {
         let services = Services::build_probed(instances, resources, probed);
         let mut diagnostics = Diagnostics::default();
@@ -88,6 +122,7 @@ impl Snapshot {
         let mut vss: VirtualServices = BTreeMap::new();
         let mut gateways: Gateways = Vec::new();
         let mut gateway_vss: GatewayVirtualServices = Vec::new();
+        let mut peer_authentications = PeerAuthentications::new();
         // Resources listed under each host, so that two hosts naming one service
         // (`reviews` and its FQDN) list a VirtualService once.
         let mut listed: BTreeSet<(String, usize)> = BTreeSet::new();
@@ -135,18 +170,35 @@ impl Snapshot {
                 Spec::Gateway(g) => {
                     gateways.push((r.namespace().to_string(), r.name().to_string(), g.clone()))
                 }
+                Spec::PeerAuthentication(p) => {
+                    peer_authentications
+                        .insert((r.namespace().to_string(), r.name().to_string()), p.clone());
+                }
                 _ => {}
             }
         }
         let mut clusters = BTreeMap::new();
         let mut endpoints = BTreeMap::new();
+        let mut plaintext_clusters = BTreeMap::new();
         for svc in services.by_host.values() {
             let dr = rules.get(&svc.hostname).map(|(_, d)| d);
-            for (c, cla) in cluster::service_clusters(svc, dr, &mut diagnostics) {
+            let clusters_of =
+                cluster::service_clusters(svc, dr, &settings.trust_domain, &mut diagnostics);
+            for (c, cla) in clusters_of {
                 if let Some(cla) = cla {
                     endpoints.insert(
                         cla.cluster_name.clone(),
                         Arc::new(Resource::new(cla.cluster_name.clone(), &cla)),
+                    );
+                }
+                if c.transport_socket.is_some() {
+                    let plain = weft_xds::pb::envoy::config::cluster::v3::Cluster {
+                        transport_socket: None,
+                        ..c.clone()
+                    };
+                    plaintext_clusters.insert(
+                        c.name.clone(),
+                        Arc::new(Resource::new(c.name.clone(), &plain)),
                     );
                 }
                 clusters.insert(c.name.clone(), Arc::new(Resource::new(c.name.clone(), &c)));
@@ -157,12 +209,22 @@ impl Snapshot {
             services,
             clusters,
             endpoints,
+            plaintext_clusters,
+            settings: settings.clone(),
+            peer_authentications,
             rules,
             vss,
             gateways,
             gateway_vss,
             routes: Mutex::new(BTreeMap::new()),
             diagnostics: Mutex::new(diagnostics),
+        }
+    }
+
+    fn inbound_security(&self) -> listener::InboundSecurity<'_> {
+        listener::InboundSecurity {
+            peer_authentications: &self.peer_authentications,
+            settings: &self.settings,
         }
     }
 
@@ -254,26 +316,39 @@ impl Snapshot {
                 self.keep(d);
                 out
             }
-            type_url::LISTENER => listener::sidecar(proxy)
-                .0
-                .into_iter()
-                .filter(|l| wanted(&l.name))
-                .map(|l| Arc::new(Resource::new(l.name.clone(), &l)))
-                .collect(),
+            type_url::LISTENER => {
+                let mut d = Diagnostics::default();
+                let out = listener::sidecar(proxy, &self.inbound_security(), &mut d)
+                    .0
+                    .into_iter()
+                    .filter(|l| wanted(&l.name))
+                    .map(|l| Arc::new(Resource::new(l.name.clone(), &l)))
+                    .collect();
+                self.keep(d);
+                out
+            }
             type_url::CLUSTER => {
+                let proxyless = proxy.role == "proxyless";
                 let mut out: Vec<Arc<Resource>> = self
                     .clusters
                     .iter()
                     .filter(|(n, _)| wanted(n))
-                    .map(|(_, r)| r.clone())
+                    .map(|(n, r)| match self.plaintext_clusters.get(n) {
+                        Some(plain) if proxyless => plain.clone(),
+                        _ => r.clone(),
+                    })
                     .collect();
                 if proxy.role == "sidecar" {
                     out.extend(
-                        listener::sidecar(proxy)
-                            .1
-                            .into_iter()
-                            .filter(|c| wanted(&c.name))
-                            .map(|c| Arc::new(Resource::new(c.name.clone(), &c))),
+                        listener::sidecar(
+                            proxy,
+                            &self.inbound_security(),
+                            &mut Diagnostics::default(),
+                        )
+                        .1
+                        .into_iter()
+                        .filter(|c| wanted(&c.name))
+                        .map(|c| Arc::new(Resource::new(c.name.clone(), &c))),
                     );
                 }
                 out

@@ -38,6 +38,10 @@ pub struct ControlArgs {
     /// SPIFFE trust domain of workload identities.
     #[arg(long, env = "WEFT_TRUST_DOMAIN", default_value = DEFAULT_TRUST_DOMAIN)]
     pub trust_domain: String,
+    /// The root namespace: PeerAuthentications there without a selector apply to
+    /// the whole mesh (Istio's `istio-system`).
+    #[arg(long, default_value = "istio-system")]
+    pub root_namespace: String,
     /// A 32-byte key (64 hex digits) that seals the CA key and the token key in the
     /// store; required with etcd. Make one with `openssl rand -hex 32`.
     #[arg(long, env = "WEFT_SEAL_KEY")]
@@ -67,6 +71,7 @@ impl ControlArgs {
         config.xds_tls_address = self.xds_tls_address.0;
         config.xds_tls_names = self.xds_tls_names.clone();
         config.trust_domain = self.trust_domain.clone();
+        config.root_namespace = self.root_namespace.clone();
         config.seal_key = self.seal_key.clone();
         config.workload_cert_ttl = self.workload_cert_ttl;
         config.ca = match (&self.ca_cert, &self.ca_key) {

@@ -4,6 +4,7 @@ pub mod bookinfo;
 pub mod connect;
 pub mod control;
 pub mod demo;
+pub mod identity;
 pub mod inspect;
 pub mod logging;
 pub mod proxy;

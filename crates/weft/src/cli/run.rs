@@ -8,6 +8,7 @@
 //! `weft gateway` runs the same proxy as an ingress gateway, with no application.
 
 use super::connect::ConnectArgs;
+use super::identity::{self, WorkloadIdentity};
 use super::proxy::parse_duration;
 use anyhow::{bail, Context};
 use clap::Args;
@@ -150,13 +151,34 @@ fn random_suffix() -> String {
     )
 }
 
-fn start_proxy(spec: &SidecarSpec, mesh: &MeshArgs) -> anyhow::Result<RunningProxy> {
+/// Starts the proxy, and on `runtime` the task that keeps its workload certificate.
+fn start_proxy(
+    spec: &SidecarSpec,
+    mesh: &MeshArgs,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<RunningProxy> {
     let yaml = spec.bootstrap_yaml();
     let mut options = ProxyOptions::new(format!("<bootstrap of {}>", spec.node_id));
     options.concurrency = mesh.concurrency.max(1);
     options.xds_token = mesh.connect.token()?;
+    let identity = WorkloadIdentity {
+        service: spec.service.clone(),
+        namespace: spec.namespace.clone(),
+    };
+    runtime.spawn(identity::maintain(
+        mesh.connect.client()?,
+        identity,
+        options.secrets.clone(),
+    ));
     let proxy = Proxy::from_text(&options, &yaml).context("the sidecar's bootstrap")?;
     proxy.start().context("starting the sidecar")
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
 }
 
 /// Runs `weft run`.
@@ -198,7 +220,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         control_planes: mesh.control_plane.split(',').map(str::to_string).collect(),
         delta: mesh.delta,
     };
-    let proxy = start_proxy(&spec, mesh)?;
+    let runtime = runtime()?;
+    let proxy = start_proxy(&spec, mesh, &runtime)?;
     tracing::info!(
         id,
         service = args.service,
@@ -216,10 +239,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         (None, None) => Check::Tcp(app),
     };
     let client = mesh.connect.client()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
     let code = runtime.block_on(supervise(&args, &id, outbound_port, check, client))?;
     proxy.shutdown();
     Ok(code)
@@ -382,15 +401,12 @@ pub fn gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         control_planes: mesh.control_plane.split(',').map(str::to_string).collect(),
         delta: mesh.delta,
     };
-    let proxy = start_proxy(&spec, mesh)?;
+    let runtime = runtime()?;
+    let proxy = start_proxy(&spec, mesh, &runtime)?;
     for (port, local) in &args.ports {
         tracing::info!(id, port, local = %SocketAddr::new(mesh.address, *local), "gateway port");
     }
     let handle = proxy.shutdown_handle();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
     runtime.block_on(super::signals::terminated());
     handle.shutdown();
     proxy.wait();

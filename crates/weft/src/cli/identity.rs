@@ -1,0 +1,143 @@
+//! The sidecar's workload identity: a key pair made in memory (never written), a CSR
+//! sent to the control plane with the sidecar's credential, and the signed certificate
+//! and trust bundle put in the proxy's secret store under the names the control plane's
+//! configuration asks for (`default` and `ROOTCA`, as Istio names them). The
+//! certificate is renewed at half its lifetime, with a new key each time; connections
+//! made with the old one keep running (the store only changes what new handshakes use).
+
+use anyhow::Context;
+use rcgen::{CertificateParams, DistinguishedName, KeyPair};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::time::{Duration, SystemTime};
+use weft_control::api::types::CertificateRequest;
+use weft_control::ca::Signed;
+use weft_control::client::ApiClient;
+use weft_proxy::tls::SecretStore;
+
+/// The secret holding the workload's certificate and key.
+pub const CERTIFICATE_SECRET: &str = "default";
+/// The secret holding the mesh's trust bundle.
+pub const ROOTS_SECRET: &str = "ROOTCA";
+
+/// Shortest wait between renewals, however short the certificate's lifetime.
+const MIN_RENEW_AFTER: Duration = Duration::from_secs(1);
+/// Retry backoff bounds while the control plane cannot sign.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(15);
+
+/// Who the certificate is for (an admin credential must say; a join token already does).
+#[derive(Debug, Clone)]
+pub struct WorkloadIdentity {
+    /// Service.
+    pub service: String,
+    /// Namespace.
+    pub namespace: String,
+}
+
+/// Gets a certificate for `identity` and keeps it fresh in `secrets`, forever: run it
+/// as a task beside the proxy. Failures are logged and retried with backoff; the
+/// certificate in the store stays until a new one replaces it.
+pub async fn maintain(client: ApiClient, identity: WorkloadIdentity, secrets: SecretStore) {
+    let mut retry = RETRY_FIRST;
+    loop {
+        match renew(&client, &identity, &secrets).await {
+            Ok(signed) => {
+                retry = RETRY_FIRST;
+                let wait = renew_after(signed.expires, SystemTime::now());
+                tracing::info!(
+                    spiffe_id = signed.spiffe_id,
+                    renew_in = ?wait,
+                    "workload certificate installed"
+                );
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), retry_in = ?retry, "workload certificate not obtained");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// One round: a new key, a CSR, the signed chain and roots into the store.
+async fn renew(
+    client: &ApiClient,
+    identity: &WorkloadIdentity,
+    secrets: &SecretStore,
+) -> anyhow::Result<Signed> {
+    let key = KeyPair::generate().context("generating a key pair")?;
+    let mut params = CertificateParams::default();
+    // The control plane writes the SPIFFE ID from the credential; the CSR asks nothing.
+    params.distinguished_name = DistinguishedName::new();
+    let csr = params
+        .serialize_request(&key)
+        .context("making the CSR")?
+        .pem()
+        .context("encoding the CSR")?;
+    let request = CertificateRequest {
+        csr,
+        ttl_seconds: None,
+        service: Some(identity.service.clone()),
+        namespace: Some(identity.namespace.clone()),
+    };
+    let signed: Signed = client
+        .json(hyper::Method::POST, "/api/v1/certificates", Some(&request))
+        .await
+        .context("asking the control plane to sign")?;
+    install(secrets, &signed, key.serialize_der())?;
+    Ok(signed)
+}
+
+/// Puts a signed chain (with its key) and its roots in the store.
+pub fn install(secrets: &SecretStore, signed: &Signed, key_pkcs8: Vec<u8>) -> anyhow::Result<()> {
+    let chain = pem_certificates(&signed.chain).context("the signed chain")?;
+    let roots = pem_certificates(&signed.roots).context("the trust bundle")?;
+    // Roots first: a peer whose certificate a new root signed must verify as soon as
+    // our own new certificate is in use.
+    secrets
+        .try_set_trust(ROOTS_SECRET, roots)
+        .context("the trust bundle")?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8));
+    secrets
+        .try_set_certificate(CERTIFICATE_SECRET, chain, key)
+        .context("the signed certificate")?;
+    Ok(())
+}
+
+fn pem_certificates(pems: &[String]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let mut out = Vec::new();
+    for pem in pems {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            out.push(cert.context("a PEM certificate")?);
+        }
+    }
+    anyhow::ensure!(!out.is_empty(), "no certificate in it");
+    Ok(out)
+}
+
+/// Half the time left before `expires` (Unix seconds), at least [`MIN_RENEW_AFTER`].
+fn renew_after(expires: u64, now: SystemTime) -> Duration {
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    Duration::from_secs(expires.saturating_sub(now) / 2).max(MIN_RENEW_AFTER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renews_at_half_the_remaining_life() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(renew_after(1_060, now), Duration::from_secs(30));
+        assert_eq!(
+            renew_after(1_000 + 86_400, now),
+            Duration::from_secs(43_200)
+        );
+        assert_eq!(renew_after(900, now), MIN_RENEW_AFTER);
+    }
+}
