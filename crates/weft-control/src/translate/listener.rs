@@ -4,6 +4,7 @@
 //! route configuration); and `api_listener`s for proxyless gRPC clients, named as they
 //! dial. A gateway's listeners are `gateway.rs`'s.
 
+use super::authorization::{self, AuthorizationPolicies, Target};
 use super::envoy::{self, Routes};
 use super::peer_authentication::{self, Decision, PeerAuthentications};
 use super::route::{self, RouteContext, Scope};
@@ -151,11 +152,22 @@ pub fn inbound_cluster_name(app_port: u16) -> String {
 pub struct InboundSecurity<'a> {
     /// Every PeerAuthentication.
     pub peer_authentications: &'a PeerAuthentications,
+    /// Every AuthorizationPolicy.
+    pub authorization_policies: &'a AuthorizationPolicies,
     /// Trust domain and root namespace.
     pub settings: &'a MeshSettings,
 }
 
 impl InboundSecurity<'_> {
+    fn target<'p>(&'p self, proxy: &'p ProxyInfo) -> Target<'p> {
+        Target {
+            namespace: &proxy.namespace,
+            labels: &proxy.labels,
+            root_namespace: &self.settings.root_namespace,
+            trust_domain: &self.settings.trust_domain,
+        }
+    }
+
     /// The mTLS mode of one of `proxy`'s application ports.
     pub fn mode(
         &self,
@@ -202,6 +214,13 @@ pub fn sidecar(
         let mode = security.mode(proxy, *app_port, diagnostics).mode;
         if !is_http_protocol(protocol) {
             let mut l = tcp_listener(&listener_name, addr, &cluster);
+            let rbac = authorization::network_filters(
+                security.authorization_policies,
+                &security.target(proxy),
+                &listener_name.replace('|', "_"),
+                diagnostics,
+            );
+            l.filter_chains[0].filters.splice(0..0, rbac);
             mtls::secure_inbound(&mut l, mode, &security.settings.trust_domain);
             listeners.push(l);
             continue;
@@ -233,11 +252,17 @@ pub fn sidecar(
             }],
             ..Default::default()
         };
-        let manager = envoy::http_manager(
+        let mut manager = envoy::http_manager(
             &format!("inbound_{inbound_port}"),
             Routes::Inline(Box::new(rc)),
             &["websocket"],
         );
+        let rbac = authorization::http_filters(
+            security.authorization_policies,
+            &security.target(proxy),
+            diagnostics,
+        );
+        manager.http_filters.splice(0..0, rbac);
         let mut l = envoy::http_listener(&listener_name, addr, &manager);
         mtls::secure_inbound(&mut l, mode, &security.settings.trust_domain);
         listeners.push(l);

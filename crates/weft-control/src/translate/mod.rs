@@ -9,6 +9,7 @@
 //! honour, so what the mesh asks for and the proxy cannot do is left out here, with a
 //! warning in [`Diagnostics`].
 
+pub mod authorization;
 pub mod cluster;
 pub mod envoy;
 pub mod gateway;
@@ -83,6 +84,7 @@ pub struct Snapshot {
     /// Settings it was built with.
     pub settings: MeshSettings,
     peer_authentications: PeerAuthentications,
+    authorization_policies: authorization::AuthorizationPolicies,
     rules: BTreeMap<String, (String, DestinationRule)>,
     vss: VirtualServices,
     gateways: Gateways,
@@ -123,6 +125,7 @@ impl Snapshot {
         let mut gateways: Gateways = Vec::new();
         let mut gateway_vss: GatewayVirtualServices = Vec::new();
         let mut peer_authentications = PeerAuthentications::new();
+        let mut authorization_policies = authorization::AuthorizationPolicies::new();
         // Resources listed under each host, so that two hosts naming one service
         // (`reviews` and its FQDN) list a VirtualService once.
         let mut listed: BTreeSet<(String, usize)> = BTreeSet::new();
@@ -174,6 +177,10 @@ impl Snapshot {
                     peer_authentications
                         .insert((r.namespace().to_string(), r.name().to_string()), p.clone());
                 }
+                Spec::AuthorizationPolicy(p) => {
+                    authorization_policies
+                        .insert((r.namespace().to_string(), r.name().to_string()), p.clone());
+                }
                 _ => {}
             }
         }
@@ -212,6 +219,7 @@ impl Snapshot {
             plaintext_clusters,
             settings: settings.clone(),
             peer_authentications,
+            authorization_policies,
             rules,
             vss,
             gateways,
@@ -224,6 +232,7 @@ impl Snapshot {
     fn inbound_security(&self) -> listener::InboundSecurity<'_> {
         listener::InboundSecurity {
             peer_authentications: &self.peer_authentications,
+            authorization_policies: &self.authorization_policies,
             settings: &self.settings,
         }
     }

@@ -242,6 +242,20 @@ pub async fn apply(client: &ApiClient, yaml: &str) -> ChangeResponse {
         .expect("apply")
 }
 
+/// Deletes the resources `yaml` names; panics on refusal.
+pub async fn delete(client: &ApiClient, yaml: &str) -> ChangeResponse {
+    let request = DocumentsRequest {
+        documents: vec![Document {
+            source: "test.yaml".into(),
+            text: yaml.into(),
+        }],
+    };
+    client
+        .json::<ChangeResponse>(Method::POST, "/api/v1/delete", Some(&request))
+        .await
+        .expect("delete")
+}
+
 /// Waits until `service` has `healthy` healthy instances.
 pub async fn wait_healthy(client: &ApiClient, service: &str, healthy: usize, timeout: Duration) {
     let deadline = Instant::now() + timeout;
