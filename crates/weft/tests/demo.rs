@@ -40,11 +40,13 @@ async fn demo_serves_the_product_page_and_stops_cleanly() {
     let mut page = None;
     let mut api = None;
     let mut token_file = None;
+    let mut strict_mtls = false;
     let deadline = Instant::now() + Duration::from_secs(60);
     while page.is_none() || api.is_none() || token_file.is_none() {
         let line = lines_rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .unwrap_or_else(|_| panic!("no banner from the demo:\n{}", demo.log_text()));
+        strict_mtls |= line.trim().starts_with("Mutual TLS      STRICT mesh-wide");
         if let Some(url) = line.trim().strip_prefix("Product page") {
             page = Some(url.trim().to_string());
         }
@@ -56,6 +58,8 @@ async fn demo_serves_the_product_page_and_stops_cleanly() {
             token_file = rest.split(')').next().map(str::to_string);
         }
     }
+    // Every service is called over mTLS: the page below needs all of them.
+    assert!(strict_mtls, "the banner says mTLS is STRICT");
     let token = std::fs::read_to_string(token_file.expect("token file"))
         .expect("the admin token the banner names")
         .trim()
