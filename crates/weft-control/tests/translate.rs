@@ -9,7 +9,9 @@ use weft_control::translate::listener::ProxyInfo;
 use weft_control::translate::Snapshot;
 use weft_model::Resource as ModelResource;
 use weft_xds::pb::envoy::config::cluster::v3::{cluster, Cluster};
-use weft_xds::pb::envoy::config::core::v3::{address, transport_socket, HealthStatus, Node};
+use weft_xds::pb::envoy::config::core::v3::{
+    address, transport_socket, HealthStatus, Node, TransportSocket,
+};
 use weft_xds::pb::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment};
 use weft_xds::pb::envoy::config::listener::v3::{filter, Listener};
 use weft_xds::pb::envoy::config::route::v3 as r;
@@ -1624,12 +1626,16 @@ fn the_proxy_check_refuses_what_it_cannot_do() {
 
 // ---- mutual TLS ----
 
-fn upstream_tls(c: &Cluster) -> Option<UpstreamTlsContext> {
-    let ts = c.transport_socket.as_ref()?;
+/// The TLS context a transport socket carries.
+fn tls_context<M: Message + Default>(ts: &TransportSocket) -> M {
     let Some(transport_socket::ConfigType::TypedConfig(any)) = &ts.config_type else {
         panic!("typed config")
     };
-    Some(UpstreamTlsContext::decode(any.value.as_slice()).expect("an UpstreamTlsContext"))
+    M::decode(any.value.as_slice()).expect("a TLS context")
+}
+
+fn upstream_tls(c: &Cluster) -> Option<UpstreamTlsContext> {
+    c.transport_socket.as_ref().map(tls_context)
 }
 
 /// The URI SAN a TLS context accepts (exact or prefix), and its ALPN.
@@ -1794,15 +1800,8 @@ spec:
     );
     // The server side requires a client certificate of the trust domain.
     let l: Listener = decode(&one(&snap, &proxy, type_url::LISTENER, "inbound|15006"));
-    let Some(transport_socket::ConfigType::TypedConfig(any)) = &l.filter_chains[0]
-        .transport_socket
-        .as_ref()
-        .expect("tls")
-        .config_type
-    else {
-        panic!("typed")
-    };
-    let down = DownstreamTlsContext::decode(any.value.as_slice()).expect("downstream");
+    let down: DownstreamTlsContext =
+        tls_context(l.filter_chains[0].transport_socket.as_ref().expect("tls"));
     assert_eq!(down.require_client_certificate.map(|b| b.value), Some(true));
     assert_eq!(
         san_and_alpn(down.common_tls_context.as_ref().expect("common")).0,

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 use weft_proxy::{Proxy, ProxyOptions};
-use weft_test::proxy::{admin_get, send, Reply};
+use weft_test::proxy::{admin_metrics as metrics, metric, send, Reply};
 use weft_test::{runtime, TestProxy, Upstream};
 use weft_xds::pb::envoy::config::listener::v3::Listener;
 use weft_xds::pb::envoy::config::route::v3::RouteConfiguration;
@@ -161,17 +161,6 @@ fn assert_denied(r: &Reply, what: &str) {
 fn assert_passed(r: &Reply, what: &str) {
     assert_eq!(r.status, 200, "{what}: {}", r.text());
     assert_eq!(r.headers["x-upstream"], "app", "{what}");
-}
-
-async fn metrics(admin: SocketAddr) -> String {
-    admin_get(admin, "/metrics").await.text()
-}
-
-/// The value of the series `series` (0 when absent).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 fn rbac_metric(text: &str, outcome: &str, stat_prefix: &str, policy: &str) -> f64 {

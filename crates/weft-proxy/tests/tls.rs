@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weft_proxy::tls::SecretStore;
 use weft_proxy::{Proxy, ProxyOptions, RunningProxy};
-use weft_test::proxy::{admin_get, get};
+use weft_test::proxy::{admin_get, admin_metrics, get, metric};
 use weft_test::{runtime, Upstream};
 
 fn load_error(yaml: &str) -> String {
@@ -199,16 +199,7 @@ fn client_yaml(addr: SocketAddr, server: &str, log: &std::path::Path) -> String 
 }
 
 async fn metrics(p: &RunningProxy) -> String {
-    admin_get(p.admin_addr().expect("admin"), "/metrics")
-        .await
-        .text()
-}
-
-/// The value of a metric line starting with `series` (0 when absent).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    admin_metrics(p.admin_addr().expect("admin")).await
 }
 
 fn log_path(name: &str) -> std::path::PathBuf {

@@ -131,3 +131,15 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
 pub async fn admin_get(admin: SocketAddr, path: &str) -> Reply {
     get(admin, "admin", path).await
 }
+
+/// A proxy's Prometheus metrics, from its admin listener.
+pub async fn admin_metrics(admin: SocketAddr) -> String {
+    admin_get(admin, "/metrics").await.text()
+}
+
+/// The value of the metric line starting with `series` (0 when absent).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}

@@ -75,7 +75,7 @@ async fn istio_documentation_examples_behave_as_documented() {
     let api = control.client();
     let server_app = Upstream::start("server").await;
     let client_app = Upstream::start("client").await;
-    let _server = sidecar(
+    let server = sidecar(
         &dir.0,
         "server",
         "server",
@@ -106,12 +106,11 @@ async fn istio_documentation_examples_behave_as_documented() {
         s.ready(Duration::from_secs(10)).await;
         wait_config(s.admin, "sa/server", Duration::from_secs(10)).await;
     }
-    let server_admin = _server.admin;
 
     // Deny all: an ALLOW policy without rules matches nothing.
     apply(&api, DENY_ALL).await;
     wait_config(
-        server_admin,
+        server.admin,
         "envoy.extensions.filters.http.rbac.v3.RBAC",
         Duration::from_secs(10),
     )
@@ -124,7 +123,7 @@ async fn istio_documentation_examples_behave_as_documented() {
     // ALLOW GET /info* from sleep only.
     delete(&api, DENY_ALL).await;
     apply(&api, ALLOW_GET_INFO_FROM_SLEEP).await;
-    wait_config(server_admin, "policy[allow-get]", Duration::from_secs(10)).await;
+    wait_config(server.admin, "policy[allow-get]", Duration::from_secs(10)).await;
     assert_eq!(
         status(&sleep_b, "/info/1", &[]).await.0,
         200,
@@ -144,7 +143,7 @@ async fn istio_documentation_examples_behave_as_documented() {
     // DENY a header value; everything else passes.
     delete(&api, ALLOW_GET_INFO_FROM_SLEEP).await;
     apply(&api, DENY_GUEST).await;
-    wait_config(server_admin, "policy[deny-guest]", Duration::from_secs(10)).await;
+    wait_config(server.admin, "policy[deny-guest]", Duration::from_secs(10)).await;
     assert_eq!(status(&sleep_c, "/admin", &[]).await.0, 200);
     assert_eq!(
         status(&sleep_c, "/admin", &[("x-token", "guest")]).await,

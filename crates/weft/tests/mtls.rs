@@ -12,6 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use weft_test::proxy::{admin_metrics as metrics, metric};
 use weft_test::Upstream;
 
 const MESH_STRICT: &str = r#"
@@ -38,21 +39,6 @@ spec:
   mtls:
     mode: PERMISSIVE
 "#;
-
-async fn metrics(admin: SocketAddr) -> String {
-    let client = weft_control::client::ApiClient::new(&[admin.to_string()], None);
-    let body = client
-        .call(hyper::Method::GET, "/stats/prometheus", None)
-        .await
-        .expect("metrics");
-    String::from_utf8_lossy(&body).into_owned()
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
 
 /// A plaintext HTTP/1.1 request straight to `addr`: the status line, or `None` when the
 /// connection is closed without one.
@@ -242,5 +228,4 @@ async fn sidecars_speak_mtls_and_peer_authentication_decides() {
     assert!(status.contains(" 200 "), "{status}");
     let a = mesh.get("http://server:9080/").await.expect("request");
     assert_eq!(a.status, 200, "mTLS still served: {a:?}");
-    drop(tshark);
 }

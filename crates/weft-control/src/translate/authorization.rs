@@ -440,45 +440,31 @@ enum Checked {
     Principal(rbac::Principal),
 }
 
+/// A condition checked on the request side: its values OR'ed, AND not its notValues.
+fn on_request(
+    c: &Condition,
+    make: impl Fn(&str) -> Result<rbac::Permission, String>,
+) -> Result<Checked, String> {
+    let mut rules = Vec::new();
+    rules.extend(field(&c.values, &make, or_permissions)?);
+    rules.extend(field(&c.not_values, &make, or_permissions)?.map(not_permission));
+    Ok(Checked::Permission(and_permissions(rules)))
+}
+
+/// A condition checked on the source side, likewise.
+fn on_source(
+    c: &Condition,
+    make: impl Fn(&str) -> Result<rbac::Principal, String>,
+) -> Result<Checked, String> {
+    let mut ids = Vec::new();
+    ids.extend(field(&c.values, &make, or_principals)?);
+    ids.extend(field(&c.not_values, &make, or_principals)?.map(not_principal));
+    Ok(Checked::Principal(and_principals(ids)))
+}
+
 fn condition(c: &Condition, trust_domain: &str, http: bool) -> Result<Checked, String> {
-    let both = |make: &dyn Fn(&str) -> Result<Checked, String>| -> Result<Vec<Checked>, String> {
-        let mut out = Vec::new();
-        for (values, negate) in [(&c.values, false), (&c.not_values, true)] {
-            if values.is_empty() {
-                continue;
-            }
-            let items = values
-                .iter()
-                .map(|v| make(v))
-                .collect::<Result<Vec<_>, String>>()?;
-            let (mut perms, mut ids) = (Vec::new(), Vec::new());
-            for i in items {
-                match i {
-                    Checked::Permission(p) => perms.push(p),
-                    Checked::Principal(p) => ids.push(p),
-                }
-            }
-            if !perms.is_empty() {
-                let p = or_permissions(perms);
-                out.push(Checked::Permission(if negate {
-                    not_permission(p)
-                } else {
-                    p
-                }));
-            }
-            if !ids.is_empty() {
-                let p = or_principals(ids);
-                out.push(Checked::Principal(if negate {
-                    not_principal(p)
-                } else {
-                    p
-                }));
-            }
-        }
-        Ok(out)
-    };
     let key = c.key.as_str();
-    let parts = if let Some(name) = key
+    if let Some(name) = key
         .strip_prefix("request.headers[")
         .and_then(|k| k.strip_suffix(']'))
     {
@@ -486,30 +472,16 @@ fn condition(c: &Condition, trust_domain: &str, http: bool) -> Result<Checked, S
             return Err(format!("{key} cannot be checked on a TCP port"));
         }
         let name = name.to_ascii_lowercase();
-        both(&|v| Ok(Checked::Permission(header_permission(&name, v))))?
-    } else {
-        match key {
-            "source.principal" => both(&|v| Ok(Checked::Principal(principal_id(v))))?,
-            "source.namespace" => both(&|v| Ok(Checked::Principal(namespace_id(trust_domain, v))))?,
-            "source.ip" => both(&|v| ip_id(v, false).map(Checked::Principal))?,
-            "remote.ip" => both(&|v| ip_id(v, true).map(Checked::Principal))?,
-            "destination.port" => both(&|v| port_permission(v).map(Checked::Permission))?,
-            other => return Err(format!("condition {other:?} is not supported yet")),
-        }
-    };
-    // AND of the positive and negated parts, each on its side.
-    let (mut perms, mut ids) = (Vec::new(), Vec::new());
-    for p in parts {
-        match p {
-            Checked::Permission(p) => perms.push(p),
-            Checked::Principal(p) => ids.push(p),
-        }
+        return on_request(c, |v| Ok(header_permission(&name, v)));
     }
-    Ok(match (perms.is_empty(), ids.is_empty()) {
-        (false, true) => Checked::Permission(and_permissions(perms)),
-        (true, false) => Checked::Principal(and_principals(ids)),
-        _ => Checked::Permission(and_permissions(perms)),
-    })
+    match key {
+        "source.principal" => on_source(c, |v| Ok(principal_id(v))),
+        "source.namespace" => on_source(c, |v| Ok(namespace_id(trust_domain, v))),
+        "source.ip" => on_source(c, |v| ip_id(v, false)),
+        "remote.ip" => on_source(c, |v| ip_id(v, true)),
+        "destination.port" => on_request(c, port_permission),
+        other => Err(format!("condition {other:?} is not supported yet")),
+    }
 }
 
 fn translate_rule(

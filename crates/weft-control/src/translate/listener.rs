@@ -186,29 +186,39 @@ impl InboundSecurity<'_> {
     }
 }
 
-/// A sidecar's listeners and its local clusters.
+/// A sidecar's local clusters: its application, one per port.
+pub fn local_clusters(proxy: &ProxyInfo) -> Vec<Cluster> {
+    proxy
+        .ports
+        .iter()
+        .map(|(_, _, app_port, _, protocol)| {
+            let mut local = envoy::static_cluster(
+                &inbound_cluster_name(*app_port),
+                SocketAddr::new(IpAddr::from([127, 0, 0, 1]), *app_port),
+                Duration::from_secs(10),
+            );
+            // A gRPC or HTTP/2 application speaks only HTTP/2.
+            if is_http2_protocol(protocol) {
+                envoy::set_http2(&mut local);
+            }
+            local
+        })
+        .collect()
+}
+
+/// A sidecar's listeners: inbound ones in front of [`local_clusters`], and the
+/// outbound one.
 pub fn sidecar(
     proxy: &ProxyInfo,
     security: &InboundSecurity<'_>,
     diagnostics: &mut Diagnostics,
-) -> (Vec<Listener>, Vec<Cluster>) {
+) -> Vec<Listener> {
     let mut listeners = Vec::new();
-    let mut clusters = Vec::new();
     let inbound = proxy
         .inbound_address
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     for (name, _service_port, app_port, inbound_port, protocol) in &proxy.ports {
         let cluster = inbound_cluster_name(*app_port);
-        let mut local = envoy::static_cluster(
-            &cluster,
-            SocketAddr::new(IpAddr::from([127, 0, 0, 1]), *app_port),
-            Duration::from_secs(10),
-        );
-        // A gRPC or HTTP/2 application speaks only HTTP/2.
-        if is_http2_protocol(protocol) {
-            envoy::set_http2(&mut local);
-        }
-        clusters.push(local);
         let addr = SocketAddr::new(inbound, *inbound_port);
         let listener_name = format!("inbound|{inbound_port}");
         let mode = security.mode(proxy, *app_port, diagnostics).mode;
@@ -279,7 +289,7 @@ pub fn sidecar(
             &manager,
         ));
     }
-    (listeners, clusters)
+    listeners
 }
 
 fn tcp_listener(name: &str, addr: SocketAddr, cluster: &str) -> Listener {

@@ -328,7 +328,6 @@ impl Snapshot {
             type_url::LISTENER => {
                 let mut d = Diagnostics::default();
                 let out = listener::sidecar(proxy, &self.inbound_security(), &mut d)
-                    .0
                     .into_iter()
                     .filter(|l| wanted(&l.name))
                     .map(|l| Arc::new(Resource::new(l.name.clone(), &l)))
@@ -349,15 +348,10 @@ impl Snapshot {
                     .collect();
                 if proxy.role == "sidecar" {
                     out.extend(
-                        listener::sidecar(
-                            proxy,
-                            &self.inbound_security(),
-                            &mut Diagnostics::default(),
-                        )
-                        .1
-                        .into_iter()
-                        .filter(|c| wanted(&c.name))
-                        .map(|c| Arc::new(Resource::new(c.name.clone(), &c))),
+                        listener::local_clusters(proxy)
+                            .into_iter()
+                            .filter(|c| wanted(&c.name))
+                            .map(|c| Arc::new(Resource::new(c.name.clone(), &c))),
                     );
                 }
                 out

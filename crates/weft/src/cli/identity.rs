@@ -1,9 +1,10 @@
 //! The sidecar's workload identity: a key pair made in memory (never written), a CSR
 //! sent to the control plane with the sidecar's credential, and the signed certificate
 //! and trust bundle put in the proxy's secret store under the names the control plane's
-//! configuration asks for (`default` and `ROOTCA`, as Istio names them). The
-//! certificate is renewed at half its lifetime, with a new key each time; connections
-//! made with the old one keep running (the store only changes what new handshakes use).
+//! configuration refers to ([`CERTIFICATE_SECRET`] and [`ROOTS_SECRET`]: `default` and
+//! `ROOTCA`, as Istio names them). The certificate is renewed at half its lifetime,
+//! with a new key each time; connections made with the old one keep running (the store
+//! only changes what new handshakes use).
 
 use anyhow::Context;
 use rcgen::{CertificateParams, DistinguishedName, KeyPair};
@@ -13,12 +14,9 @@ use std::time::{Duration, SystemTime};
 use weft_control::api::types::CertificateRequest;
 use weft_control::ca::Signed;
 use weft_control::client::ApiClient;
+use weft_control::identity::Identity;
+use weft_control::translate::mtls::{CERTIFICATE_SECRET, ROOTS_SECRET};
 use weft_proxy::tls::SecretStore;
-
-/// The secret holding the workload's certificate and key.
-pub const CERTIFICATE_SECRET: &str = "default";
-/// The secret holding the mesh's trust bundle.
-pub const ROOTS_SECRET: &str = "ROOTCA";
 
 /// Shortest wait between renewals, however short the certificate's lifetime.
 const MIN_RENEW_AFTER: Duration = Duration::from_secs(1);
@@ -26,19 +24,13 @@ const MIN_RENEW_AFTER: Duration = Duration::from_secs(1);
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(15);
 
-/// Who the certificate is for (an admin credential must say; a join token already does).
-#[derive(Debug, Clone)]
-pub struct WorkloadIdentity {
-    /// Service.
-    pub service: String,
-    /// Namespace.
-    pub namespace: String,
-}
-
 /// Gets a certificate for `identity` and keeps it fresh in `secrets`, forever: run it
 /// as a task beside the proxy. Failures are logged and retried with backoff; the
 /// certificate in the store stays until a new one replaces it.
-pub async fn maintain(client: ApiClient, identity: WorkloadIdentity, secrets: SecretStore) {
+///
+/// An admin credential must say whom the certificate is for; a join token already
+/// does, and the control plane signs only for its identity.
+pub async fn maintain(client: ApiClient, identity: Identity, secrets: SecretStore) {
     let mut retry = RETRY_FIRST;
     loop {
         match renew(&client, &identity, &secrets).await {
@@ -64,7 +56,7 @@ pub async fn maintain(client: ApiClient, identity: WorkloadIdentity, secrets: Se
 /// One round: a new key, a CSR, the signed chain and roots into the store.
 async fn renew(
     client: &ApiClient,
-    identity: &WorkloadIdentity,
+    identity: &Identity,
     secrets: &SecretStore,
 ) -> anyhow::Result<Signed> {
     let key = KeyPair::generate().context("generating a key pair")?;

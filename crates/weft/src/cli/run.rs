@@ -8,7 +8,7 @@
 //! `weft gateway` runs the same proxy as an ingress gateway, with no application.
 
 use super::connect::ConnectArgs;
-use super::identity::{self, WorkloadIdentity};
+use super::identity;
 use super::proxy::parse_duration;
 use anyhow::{bail, Context};
 use clap::Args;
@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use weft_control::client::{segment, ApiClient};
 use weft_control::health::{probe, Check};
+use weft_control::identity::Identity;
 use weft_proxy::sidecar::{PortSpec, SidecarSpec};
 use weft_proxy::{Proxy, ProxyOptions, RunningProxy};
 
@@ -161,10 +162,7 @@ fn start_proxy(
     let mut options = ProxyOptions::new(format!("<bootstrap of {}>", spec.node_id));
     options.concurrency = mesh.concurrency.max(1);
     options.xds_token = mesh.connect.token()?;
-    let identity = WorkloadIdentity {
-        service: spec.service.clone(),
-        namespace: spec.namespace.clone(),
-    };
+    let identity = Identity::new(spec.namespace.clone(), spec.service.clone());
     runtime.spawn(identity::maintain(
         mesh.connect.client()?,
         identity,

@@ -230,20 +230,15 @@ impl Control {
 
 /// Applies `yaml` through an API client; panics on refusal.
 pub async fn apply(client: &ApiClient, yaml: &str) -> ChangeResponse {
-    let request = DocumentsRequest {
-        documents: vec![Document {
-            source: "test.yaml".into(),
-            text: yaml.into(),
-        }],
-    };
-    client
-        .json::<ChangeResponse>(Method::POST, "/api/v1/apply", Some(&request))
-        .await
-        .expect("apply")
+    send_documents(client, "/api/v1/apply", yaml).await
 }
 
 /// Deletes the resources `yaml` names; panics on refusal.
 pub async fn delete(client: &ApiClient, yaml: &str) -> ChangeResponse {
+    send_documents(client, "/api/v1/delete", yaml).await
+}
+
+async fn send_documents(client: &ApiClient, path: &str, yaml: &str) -> ChangeResponse {
     let request = DocumentsRequest {
         documents: vec![Document {
             source: "test.yaml".into(),
@@ -251,9 +246,9 @@ pub async fn delete(client: &ApiClient, yaml: &str) -> ChangeResponse {
         }],
     };
     client
-        .json::<ChangeResponse>(Method::POST, "/api/v1/delete", Some(&request))
+        .json::<ChangeResponse>(Method::POST, path, Some(&request))
         .await
-        .expect("delete")
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
 }
 
 /// Waits until `service` has `healthy` healthy instances.
