@@ -298,7 +298,7 @@ impl Dynamic {
         for l in compiled {
             if let Some((handle, _)) = self.listeners.get(&*l.name) {
                 if handle.config.load().address == l.address {
-                    handle.config.store(l);
+                    handle.update(l);
                 }
             }
         }

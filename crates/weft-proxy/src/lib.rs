@@ -19,6 +19,7 @@ pub mod detect;
 pub mod drain;
 pub mod dynamic;
 pub mod error;
+pub mod follow;
 pub mod format;
 pub mod http;
 pub mod io;

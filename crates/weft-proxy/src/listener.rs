@@ -4,6 +4,7 @@
 
 use crate::detect::{self, Detected};
 use crate::drain::Drain;
+use crate::follow::{Following, Origin};
 use crate::http::manager::{Codec, HttpManager};
 use crate::http::proxy::Connection;
 use crate::http::smuggle::{Guarded, Verdicts};
@@ -150,12 +151,13 @@ fn server_name_rank(names: &[String], sni: Option<&str>) -> Option<usize> {
 static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// A bound listener as the workers see it: its configuration, which a listener update
-/// replaces without rebinding (connections already accepted keep the one they started
-/// with), and a signal that removes it.
+/// replaces without rebinding (open connections follow it: `follow.rs`), and a signal
+/// that removes it.
 #[derive(Debug)]
 pub struct ListenerHandle {
     /// Current configuration.
     pub config: arc_swap::ArcSwap<Listener>,
+    updates: tokio::sync::watch::Sender<u64>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -164,8 +166,20 @@ impl ListenerHandle {
     pub fn new(listener: Arc<Listener>) -> Arc<ListenerHandle> {
         Arc::new(ListenerHandle {
             config: arc_swap::ArcSwap::new(listener),
+            updates: tokio::sync::watch::Sender::new(0),
             stop: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// Replaces the configuration in place and tells the open connections.
+    pub fn update(&self, listener: Arc<Listener>) {
+        self.config.store(listener);
+        self.updates.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver that sees each update.
+    pub fn updates(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.updates.subscribe()
     }
 
     /// Stops accepting on every worker (connections already open go on).
@@ -187,9 +201,9 @@ pub async fn accept_loop(socket: TcpListener, handle: Arc<ListenerHandle>, drain
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let guard = drain.track();
-                    let (l, d) = (handle.config.load_full(), drain.clone());
+                    let (h, d) = (handle.clone(), drain.clone());
                     tokio::spawn(async move {
-                        handle_connection(stream, peer, l, d).await;
+                        handle_connection(stream, peer, h, d).await;
                         drop(guard);
                     });
                 }
@@ -208,9 +222,10 @@ pub async fn accept_loop(socket: TcpListener, handle: Arc<ListenerHandle>, drain
 async fn handle_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    listener: Arc<Listener>,
+    handle: Arc<ListenerHandle>,
     drain: Drain,
 ) {
+    let listener = handle.config.load_full();
     let stats = &listener.stats;
     stats.cx_total.inc();
     stats.cx_active.inc();
@@ -261,7 +276,8 @@ async fn handle_connection(
     };
     let server_name = detected
         .server_name
-        .map(String::into_boxed_str)
+        .as_deref()
+        .map(Box::from)
         .or_else(|| tls.as_ref().and_then(|t| t.server_name.clone()));
     let alpn = tls.as_ref().and_then(|t| t.alpn.clone());
     let downstream = Arc::new(Downstream {
@@ -278,6 +294,7 @@ async fn handle_connection(
         }
         return;
     }
+    let origin = Origin::new(handle, local.port(), detected, chain.tls.is_some());
     match &chain.network {
         Network::Http(manager) => {
             let manager = manager.clone();
@@ -287,25 +304,25 @@ async fn handle_connection(
                 (Codec::Auto, Some("http/1.1" | "http/1.0")) => Codec::Http1,
                 (codec, _) => codec,
             };
-            if codec == Codec::Http2 {
-                let conn = Arc::new(Connection {
-                    downstream,
-                    manager,
-                    verdicts: None,
-                });
-                crate::http::server::serve(io, conn, codec, drain).await;
-            } else {
-                let verdicts = Arc::new(Verdicts::default());
-                let conn = Arc::new(Connection {
-                    downstream,
-                    manager,
-                    verdicts: Some(verdicts.clone()),
-                });
-                crate::http::server::serve(Guarded::new(io, verdicts), conn, codec, drain).await;
+            let verdicts = (codec != Codec::Http2).then(|| Arc::new(Verdicts::default()));
+            let conn = Connection {
+                downstream,
+                manager,
+                verdicts: verdicts.clone(),
+                denied: None,
+            };
+            let followed = Following::new(conn, listener.clone(), origin);
+            match verdicts {
+                None => crate::http::server::serve(io, followed, codec, drain).await,
+                Some(v) => {
+                    let io = Guarded::new(io, v);
+                    crate::http::server::serve(io, followed, codec, drain).await
+                }
             }
         }
         Network::Tcp(proxy) => {
-            crate::tcp::proxy(io, proxy.clone(), downstream).await;
+            let revoked = origin.revoked(&downstream);
+            crate::tcp::proxy(io, proxy.clone(), downstream.clone(), revoked).await;
         }
     }
 }

@@ -67,9 +67,14 @@ impl TcpProxy {
     }
 }
 
-/// Proxies one downstream connection.
-pub async fn proxy<S>(mut downstream: S, proxy: Arc<TcpProxy>, conn: Arc<Downstream>)
-where
+/// Proxies one downstream connection until either side closes, or until `revoked`
+/// resolves with the reason (a listener update that no longer takes it).
+pub async fn proxy<S>(
+    mut downstream: S,
+    proxy: Arc<TcpProxy>,
+    conn: Arc<Downstream>,
+    revoked: impl std::future::Future<Output = String>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let stats = &proxy.stats;
@@ -78,12 +83,21 @@ where
     let mut info = StreamInfo::new(conn.clone());
     let upstream = connect(&proxy, &mut info, conn.local).await;
     if let Some(mut upstream) = upstream {
-        let outcome = copy_bidirectional(&mut downstream, &mut upstream, proxy.idle_timeout).await;
-        info.bytes_received = outcome.a_to_b;
-        info.bytes_sent = outcome.b_to_a;
-        if outcome.idle_timeout {
-            stats.idle_timeout.inc();
-            info.termination_details = Some("idle_timeout".into());
+        let copy = copy_bidirectional(&mut downstream, &mut upstream, proxy.idle_timeout);
+        tokio::select! {
+            outcome = copy => {
+                info.bytes_received = outcome.a_to_b;
+                info.bytes_sent = outcome.b_to_a;
+                if outcome.idle_timeout {
+                    stats.idle_timeout.inc();
+                    info.termination_details = Some("idle_timeout".into());
+                }
+            }
+            details = revoked => {
+                // Byte counts stay with the listener's counters: the copy was cut short.
+                tracing::debug!(%details, "listener update closed a TCP connection");
+                info.termination_details = Some(details.into());
+            }
         }
     } else {
         stats.no_route.inc();

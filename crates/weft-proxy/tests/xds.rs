@@ -3,11 +3,12 @@
 //! a bad update is NACKed and the last good configuration keeps serving; the proxy
 //! keeps serving while the control plane is away and resubscribes when it is back.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod common;
+
+use common::ads::{bootstrap, serve, Config};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use weft_test::proxy::get;
 use weft_test::{runtime, TestProxy, Upstream};
 use weft_xds::pb::envoy::config::cluster::v3::{cluster, Cluster};
@@ -19,66 +20,7 @@ use weft_xds::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Lis
 use weft_xds::pb::envoy::config::route::v3 as route;
 use weft_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use weft_xds::pb::google::protobuf::Any;
-use weft_xds::server::{AdsServer, ClientInfo, Source, View};
 use weft_xds::{type_url, Resource};
-
-#[derive(Default)]
-struct Config {
-    resources: Mutex<BTreeMap<&'static str, Vec<Arc<Resource>>>>,
-    tx: Mutex<Option<watch::Sender<u64>>>,
-    nacks: Mutex<Vec<String>>,
-}
-
-impl Config {
-    fn set(&self, t: &'static str, list: Vec<Resource>) {
-        self.resources
-            .lock()
-            .expect("lock")
-            .insert(t, list.into_iter().map(Arc::new).collect());
-        if let Some(tx) = &*self.tx.lock().expect("lock") {
-            tx.send_modify(|v| *v += 1);
-        }
-    }
-}
-
-struct V(Arc<Config>, watch::Receiver<u64>);
-
-impl View for V {
-    fn resources(&self, t: &str, names: Option<&BTreeSet<String>>) -> Vec<Arc<Resource>> {
-        let all = self
-            .0
-            .resources
-            .lock()
-            .expect("lock")
-            .get(t)
-            .cloned()
-            .unwrap_or_default();
-        all.into_iter()
-            .filter(|r| names.is_none_or(|n| n.contains(&r.name)))
-            .collect()
-    }
-    fn changes(&self) -> watch::Receiver<u64> {
-        self.1.clone()
-    }
-    fn acked(&self, _: &str, _: &str) {}
-    fn nacked(&self, _: &str, _: &str, message: &str) {
-        self.0.nacks.lock().expect("lock").push(message.to_string());
-    }
-}
-
-struct S(Arc<Config>);
-
-impl Source for S {
-    fn connect(
-        &self,
-        _: &ClientInfo,
-        _: &tonic::metadata::MetadataMap,
-    ) -> Result<Arc<dyn View>, tonic::Status> {
-        let mut tx = self.0.tx.lock().expect("lock");
-        let rx = tx.get_or_insert_with(|| watch::channel(0).0).subscribe();
-        Ok(Arc::new(V(self.0.clone(), rx)))
-    }
-}
 
 fn addr(a: SocketAddr) -> core::Address {
     core::Address {
@@ -201,43 +143,6 @@ fn routes(cluster: &str, timeout_s: i64) -> Resource {
     Resource::new("routes", &rc)
 }
 
-fn bootstrap(xds: SocketAddr, protocol: &str) -> String {
-    format!(
-        r#"
-node: {{ id: sidecar-1, cluster: test }}
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
-dynamic_resources:
-  lds_config: {{ ads: {{}} }}
-  cds_config: {{ ads: {{}} }}
-  ads_config:
-    api_type: {protocol}
-    transport_api_version: V3
-    grpc_services: [{{ envoy_grpc: {{ cluster_name: xds }} }}]
-static_resources:
-  clusters:
-  - name: xds
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment:
-      cluster_name: xds
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}
-"#,
-        xds.port()
-    )
-}
-
-async fn serve(config: Arc<Config>, listener: tokio::net::TcpListener) {
-    let _ = tonic::transport::Server::builder()
-        .add_service(AdsServer::new(Arc::new(S(config))).into_service())
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-        .await;
-}
-
 fn scenario(protocol: &str) {
     let rt = runtime();
     let (v1, v2) =
@@ -259,7 +164,7 @@ fn scenario(protocol: &str) {
     let xds_addr = xds_socket.local_addr().expect("local address");
     let server = rt.spawn(serve(config.clone(), xds_socket));
 
-    let proxy = TestProxy::start(&bootstrap(xds_addr, protocol), 2);
+    let proxy = TestProxy::start(&bootstrap(xds_addr, protocol, &[]), 2);
     let addr = proxy.addr("dynamic");
     let upstream = |r: weft_test::proxy::Reply| {
         r.headers

@@ -3,13 +3,14 @@
 //! sidecars with their own identities (certificates from the control plane's CA);
 //! the server's sidecar decides and answers 403 `RBAC: access denied`.
 //!
-//! Each phase calls through sidecars that have not called before: an open connection
-//! between two sidecars keeps the listener configuration it was accepted with.
+//! The same callers serve every phase: a policy applied now governs the connections
+//! the sidecars already keep open to each other (the server accepts no new one).
 
 mod support;
 
 use std::time::Duration;
 use support::*;
+use weft_test::proxy::admin_metrics;
 use weft_test::Upstream;
 
 const DENY_ALL: &str = r#"
@@ -68,6 +69,16 @@ async fn status(client: &Sidecar, path: &str, headers: &[(&str, &str)]) -> (u16,
     (a.status, a.body)
 }
 
+/// Connections the sidecar's inbound listeners have accepted.
+async fn inbound_connections(sidecar: &Sidecar) -> f64 {
+    admin_metrics(sidecar.admin)
+        .await
+        .lines()
+        .filter(|l| l.starts_with("weft_listener_downstream_cx_total{listener=\"inbound|"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_documentation_examples_behave_as_documented() {
     let dir = TempDir::new("authz");
@@ -95,17 +106,17 @@ async fn istio_documentation_examples_behave_as_documented() {
             &[],
         )
     };
-    let (sleep_a, sleep_b, other_b, sleep_c) = (
-        caller("sleep-a", "sleep"),
-        caller("sleep-b", "sleep"),
-        caller("other-b", "other"),
-        caller("sleep-c", "sleep"),
-    );
+    let (sleep, other) = (caller("sleep", "sleep"), caller("other", "other"));
     wait_healthy(&api, "server", 1, Duration::from_secs(20)).await;
-    for s in [&sleep_a, &sleep_b, &other_b, &sleep_c] {
+    for s in [&sleep, &other] {
         s.ready(Duration::from_secs(10)).await;
         wait_config(s.admin, "sa/server", Duration::from_secs(10)).await;
     }
+    // Open the connections every phase reuses.
+    assert_eq!(status(&sleep, "/info", &[]).await.0, 200);
+    assert_eq!(status(&other, "/info", &[]).await.0, 200);
+    let opened = inbound_connections(&server).await;
+    assert!(opened > 0.0);
 
     // Deny all: an ALLOW policy without rules matches nothing.
     apply(&api, DENY_ALL).await;
@@ -116,7 +127,7 @@ async fn istio_documentation_examples_behave_as_documented() {
     )
     .await;
     assert_eq!(
-        status(&sleep_a, "/info", &[]).await,
+        status(&sleep, "/info", &[]).await,
         (403, "RBAC: access denied".to_string())
     );
 
@@ -125,17 +136,17 @@ async fn istio_documentation_examples_behave_as_documented() {
     apply(&api, ALLOW_GET_INFO_FROM_SLEEP).await;
     wait_config(server.admin, "policy[allow-get]", Duration::from_secs(10)).await;
     assert_eq!(
-        status(&sleep_b, "/info/1", &[]).await.0,
+        status(&sleep, "/info/1", &[]).await.0,
         200,
         "sleep may GET /info*"
     );
     assert_eq!(
-        status(&sleep_b, "/admin", &[]).await.0,
+        status(&sleep, "/admin", &[]).await.0,
         403,
         "not another path"
     );
     assert_eq!(
-        status(&other_b, "/info/1", &[]).await.0,
+        status(&other, "/info/1", &[]).await.0,
         403,
         "not another principal"
     );
@@ -144,13 +155,18 @@ async fn istio_documentation_examples_behave_as_documented() {
     delete(&api, ALLOW_GET_INFO_FROM_SLEEP).await;
     apply(&api, DENY_GUEST).await;
     wait_config(server.admin, "policy[deny-guest]", Duration::from_secs(10)).await;
-    assert_eq!(status(&sleep_c, "/admin", &[]).await.0, 200);
+    assert_eq!(status(&sleep, "/admin", &[]).await.0, 200);
     assert_eq!(
-        status(&sleep_c, "/admin", &[("x-token", "guest")]).await,
+        status(&sleep, "/admin", &[("x-token", "guest")]).await,
         (403, "RBAC: access denied".to_string())
     );
     assert_eq!(
-        status(&sleep_c, "/admin", &[("x-token", "admin")]).await.0,
+        status(&sleep, "/admin", &[("x-token", "admin")]).await.0,
         200
+    );
+    assert_eq!(
+        inbound_connections(&server).await,
+        opened,
+        "every phase ran on the connections opened before the first policy"
     );
 }

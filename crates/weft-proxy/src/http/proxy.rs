@@ -43,6 +43,9 @@ pub struct Connection {
     pub manager: Arc<HttpManager>,
     /// Request-smuggling verdicts (HTTP/1 connections).
     pub verdicts: Option<Arc<super::smuggle::Verdicts>>,
+    /// Set when a listener update's network RBAC filters deny the open connection
+    /// (termination details): its requests get 403 until it closes.
+    pub denied: Option<String>,
 }
 
 /// The route a request took, kept to shape its response.
@@ -141,6 +144,9 @@ async fn proxy(
     ex: &mut Exchange,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let manager = &conn.manager;
+    if let Some(details) = &conn.denied {
+        return Err(ProxyError::AccessDenied(details.clone()));
+    }
     if let Some(v) = &conn.verdicts {
         match v.next() {
             super::smuggle::Verdict::Clean => {}

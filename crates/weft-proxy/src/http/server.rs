@@ -3,8 +3,9 @@
 //! draining.
 
 use super::manager::{Codec, HttpManager};
-use super::proxy::{self, Connection};
+use super::proxy;
 use crate::drain::Drain;
+use crate::follow::Following;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::Request;
@@ -18,13 +19,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Serves requests on `io` with `codec` (the manager's, or the one ALPN chose) until
 /// the client closes, an error, or draining ends it.
-pub async fn serve<I>(io: I, conn: Arc<Connection>, codec: Codec, drain: Drain)
+pub async fn serve<I>(io: I, conn: Arc<Following>, codec: Codec, drain: Drain)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let manager = conn.manager.clone();
+    let manager = conn.manager();
+    let following = conn.clone();
     let service = service_fn(move |req: Request<Incoming>| {
-        let conn = conn.clone();
+        let conn = following.next();
         async move { Ok::<_, Infallible>(proxy::handle(conn, req).await) }
     });
     let io = TokioIo::new(io);
@@ -37,6 +39,7 @@ where
                 |c| c.graceful_shutdown(),
                 &manager,
                 &drain,
+                &conn,
             )
             .await
         }
@@ -48,6 +51,7 @@ where
                 |c| c.graceful_shutdown(),
                 &manager,
                 &drain,
+                &conn,
             )
             .await
         }
@@ -60,6 +64,7 @@ where
                 |c| c.graceful_shutdown(),
                 &manager,
                 &drain,
+                &conn,
             )
             .await
         }
@@ -152,13 +157,15 @@ fn configure_http2(b: &mut impl Http2Settings, m: &HttpManager) {
     b.apply(m);
 }
 
-/// Runs the connection; when draining starts, asks it to finish (HTTP/1.1: close after
-/// the current response; HTTP/2: GOAWAY) and gives it the drain timeout.
+/// Runs the connection; when draining starts or a listener update retires it, asks it
+/// to finish (HTTP/1.1: close after the current response; HTTP/2: GOAWAY) and gives it
+/// the drain timeout.
 async fn drive<C, E>(
     conn: C,
     graceful: impl FnOnce(Pin<&mut C>),
     manager: &HttpManager,
     drain: &Drain,
+    following: &Following,
 ) where
     C: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
@@ -170,7 +177,10 @@ async fn drive<C, E>(
                 tracing::debug!(error = %e, "downstream connection ended with an error");
             }
         }
-        _ = drain.signaled() => {
+        _ = async { tokio::select! {
+            _ = drain.signaled() => {},
+            _ = following.retired() => {},
+        } } => {
             graceful(conn.as_mut());
             let _ = tokio::time::timeout(manager.drain_timeout, conn.as_mut()).await;
         }

@@ -2,6 +2,7 @@
 //! STATIC clusters pointing at real upstreams.
 #![allow(dead_code)]
 
+pub mod ads;
 pub mod pki;
 
 use std::net::SocketAddr;
