@@ -3,7 +3,7 @@
 
 use crate::api::{self, Api};
 use crate::auth::Tokens;
-use crate::ca::{Authority, SuppliedCa, DEFAULT_WORKLOAD_TTL};
+use crate::ca::{Authority, CaSettings, SuppliedCa, DEFAULT_BUNDLE_REFRESH, DEFAULT_WORKLOAD_TTL};
 use crate::identity::{valid_trust_domain, DEFAULT_TRUST_DOMAIN};
 use crate::mesh::{Debounce, Mesh};
 use crate::metrics::Metrics;
@@ -62,6 +62,8 @@ pub struct Config {
     pub ca: Option<SuppliedCa>,
     /// Lifetime of workload certificates.
     pub workload_cert_ttl: Duration,
+    /// How often sidecars fetch the trust bundle.
+    pub bundle_refresh: Duration,
 }
 
 impl Config {
@@ -88,6 +90,7 @@ impl Config {
             seal_key: None,
             ca: None,
             workload_cert_ttl: DEFAULT_WORKLOAD_TTL,
+            bundle_refresh: DEFAULT_BUNDLE_REFRESH,
         }
     }
 }
@@ -230,15 +233,14 @@ async fn security(
     let (tokens, admin) = Tokens::open(store.clone(), &sealer, &config.trust_domain)
         .await
         .map_err(|e| StartError::Security(format!("tokens: {e}")))?;
-    let authority = Authority::open(
-        store.clone(),
-        sealer,
-        &config.trust_domain,
-        config.workload_cert_ttl,
-        config.ca.as_ref(),
-    )
-    .await
-    .map_err(|e| StartError::Security(format!("certificate authority: {e}")))?;
+    let settings = CaSettings {
+        trust_domain: config.trust_domain.clone(),
+        workload_ttl: config.workload_cert_ttl,
+        bundle_refresh: config.bundle_refresh,
+    };
+    let authority = Authority::open(store.clone(), sealer, settings, config.ca.as_ref())
+        .await
+        .map_err(|e| StartError::Security(format!("certificate authority: {e}")))?;
     Ok((Arc::new(tokens), Arc::new(authority), admin))
 }
 

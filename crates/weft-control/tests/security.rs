@@ -9,8 +9,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use std::sync::Arc;
 use std::time::Duration;
-use weft_control::api::types::{CertificateRequest, TokenCreated, TokenRequest};
-use weft_control::ca::{Signed, SuppliedCa, AUTHORITY};
+use weft_control::api::types::{CertificateRequest, RotationRequest, TokenCreated, TokenRequest};
+use weft_control::ca::{CaStatus, Signed, Step, SuppliedCa, AUTHORITY};
 use weft_control::client::{ApiClient, ClientError};
 use weft_control::{Config, ControlPlane};
 use weft_store::Store;
@@ -368,4 +368,76 @@ async fn secrets_are_sealed_and_a_supplied_ca_signs() {
             "{key} is sealed"
         );
     }
+}
+
+async fn rotate(client: &ApiClient, step: Step, force: bool) -> Result<CaStatus, ClientError> {
+    let request = RotationRequest {
+        step,
+        force,
+        ca: None,
+    };
+    client
+        .json(Method::POST, "/api/v1/ca/rotation", Some(&request))
+        .await
+}
+
+#[tokio::test]
+async fn root_rotation_steps_in_order_and_only_for_admins() {
+    let p = start(|c| c.bundle_refresh = Duration::from_secs(60)).await;
+    let workload = p.as_caller(Some(&p.join_token("reviews").await.token));
+    let first: CaStatus = workload
+        .json(Method::GET, "/api/v1/ca", None::<&()>)
+        .await
+        .expect("a workload reads the bundle");
+    assert_eq!(first.roots.len(), 1);
+    assert!(first.roots[0].signing);
+    assert_eq!(
+        status(rotate(&workload, Step::Prepare, false).await),
+        StatusCode::FORBIDDEN,
+        "a workload may not rotate the root"
+    );
+
+    // Out of order: nothing to activate; then activate and finish wait unless forced.
+    assert_eq!(
+        status(rotate(&p.admin, Step::Activate, false).await),
+        StatusCode::CONFLICT
+    );
+    let prepared = rotate(&p.admin, Step::Prepare, false)
+        .await
+        .expect("prepare");
+    assert_eq!(prepared.roots.len(), 2);
+    assert!(prepared.roots[1].pending && !prepared.roots[1].signing);
+    assert_eq!(
+        status(rotate(&p.admin, Step::Prepare, false).await),
+        StatusCode::CONFLICT,
+        "one rotation at a time"
+    );
+    assert_eq!(
+        status(rotate(&p.admin, Step::Activate, false).await),
+        StatusCode::CONFLICT,
+        "sidecars have not had two refresh periods"
+    );
+    assert_eq!(
+        status(rotate(&p.admin, Step::Finish, false).await),
+        StatusCode::CONFLICT,
+        "the new root does not sign yet"
+    );
+    let active = rotate(&p.admin, Step::Activate, true)
+        .await
+        .expect("forced");
+    assert!(active.roots[1].signing && !active.roots[0].signing);
+
+    // New certificates chain to the new root; the old one is still trusted.
+    let (request, _key) = csr(&[]);
+    let signed = sign(&workload, request).await.expect("signed");
+    assert_eq!(signed.root, active.roots[1].pem);
+    assert_eq!(signed.roots.len(), 2);
+    assert_eq!(
+        status(rotate(&p.admin, Step::Finish, false).await),
+        StatusCode::CONFLICT,
+        "certificates of the old root are still valid"
+    );
+    let done = rotate(&p.admin, Step::Finish, true).await.expect("forced");
+    assert_eq!(done.roots.len(), 1);
+    assert_eq!(done.roots[0].pem, active.roots[1].pem);
 }

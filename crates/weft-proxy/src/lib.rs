@@ -144,7 +144,9 @@ impl Proxy {
                 path: path.clone(),
                 source,
             })?;
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        metrics.register_collector(tls::expiry::CertificateExpiry(options.secrets.clone()));
+        let metrics = Arc::new(metrics);
         let clusters = Arc::new(ArcSwap::from_pointee(ClusterMap::new()));
         let workers = options.concurrency.max(1);
         let compiled = compile::compile_bootstrap(

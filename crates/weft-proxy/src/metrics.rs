@@ -392,6 +392,11 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
+    /// Adds metrics computed at each scrape.
+    pub fn register_collector(&mut self, collector: impl prometheus_client::collector::Collector) {
+        self.registry.register_collector(Box::new(collector));
+    }
+
     /// Renders every metric in the Prometheus text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();

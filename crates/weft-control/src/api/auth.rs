@@ -17,7 +17,7 @@ fn is_open(path: &str) -> bool {
 /// Paths a workload token may use (the handler checks the identity).
 fn workload_may(method: &Method, path: &str) -> bool {
     (method == Method::POST && path == "/api/v1/certificates")
-        || (method == Method::GET && path == "/api/v1/ca/roots")
+        || (method == Method::GET && (path == "/api/v1/ca/roots" || path == "/api/v1/ca"))
         || (method == Method::PUT
             && path.starts_with("/api/v1/registry/")
             && path.ends_with("/health"))

@@ -18,6 +18,8 @@
 //! | `DELETE /api/v1/tokens/{id}` | revoke a token |
 //! | `POST /api/v1/certificates` | sign a workload CSR ([`types::CertificateRequest`]) |
 //! | `GET /api/v1/ca/roots` | the trust bundle (PEM) |
+//! | `GET /api/v1/ca` | the bundle described, the signing root, rotation state |
+//! | `POST /api/v1/ca/rotation` | a root-rotation step ([`types::RotationRequest`]) |
 //!
 //! Every path but `/ready` and `/metrics` needs `Authorization: Bearer TOKEN` (see
 //! `api/auth.rs`): 401 without a valid one, 403 when a workload token asks for more than a
@@ -93,6 +95,8 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/tokens/{id}", delete(security::revoke_token))
         .route("/api/v1/certificates", post(security::sign_certificate))
         .route("/api/v1/ca/roots", get(security::roots))
+        .route("/api/v1/ca", get(security::ca_status))
+        .route("/api/v1/ca/rotation", post(security::rotate))
         .fallback(handlers::not_found)
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),

@@ -1,9 +1,9 @@
 //! Tokens, certificates and the trust bundle.
 
-use super::types::{CertificateRequest, TokenCreated, TokenRequest};
+use super::types::{CertificateRequest, RotationRequest, TokenCreated, TokenRequest};
 use super::{Api, ApiError};
 use crate::auth::{Principal, Role, TokenRecord, DEFAULT_JOIN_TTL};
-use crate::ca::{SignError, Signed};
+use crate::ca::{CaError, CaStatus, RotationError, SignError, Signed};
 use crate::identity::{valid_segment, Identity};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -125,4 +125,38 @@ pub async fn roots(State(api): State<Api>) -> Result<Json<Vec<String>>, ApiError
         .await
         .map(Json)
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+}
+
+/// `GET /api/v1/ca`: the trust bundle with each root described, and where a root
+/// rotation stands (sidecars poll it).
+pub async fn ca_status(State(api): State<Api>) -> Result<Json<CaStatus>, ApiError> {
+    api.authority
+        .status()
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+}
+
+/// `POST /api/v1/ca/rotation`: one root-rotation step (admin only); answers the new
+/// state, or 409 with why the step is refused now.
+pub async fn rotate(
+    State(api): State<Api>,
+    Json(request): Json<RotationRequest>,
+) -> Result<Json<CaStatus>, ApiError> {
+    match api
+        .authority
+        .rotate(request.step, request.force, request.ca.as_ref())
+        .await
+    {
+        Ok(()) => ca_status(State(api)).await,
+        Err(RotationError::Ca(CaError::Supplied { what, reason, .. })) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the new CA's {what}: {reason}"),
+        )),
+        Err(RotationError::Ca(e)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.to_string(),
+        )),
+        Err(e) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
+    }
 }

@@ -235,3 +235,16 @@ pub struct CertificateRequest {
     #[serde(default)]
     pub namespace: Option<String>,
 }
+
+/// `POST /api/v1/ca/rotation`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotationRequest {
+    /// Which step.
+    pub step: crate::ca::Step,
+    /// Skip the waits that keep requests from failing.
+    #[serde(default)]
+    pub force: bool,
+    /// The new signer for `prepare` (else the control plane makes a root).
+    #[serde(default)]
+    pub ca: Option<crate::ca::CaPem>,
+}

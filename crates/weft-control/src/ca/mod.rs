@@ -11,9 +11,13 @@
 //! let every workload pick it up, switch the signer, and drop the old root once every
 //! certificate it signed has expired.
 
+mod rotation;
 mod sign;
+mod status;
 
+pub use rotation::{RotationError, Step};
 pub use sign::{SignError, Signed};
+pub use status::{CaStatus, RootInfo};
 
 use crate::identity::Identity;
 use crate::sealing::{SealError, Sealer};
@@ -32,6 +36,9 @@ pub const AUTHORITY: &str = "/weft/ca/authority";
 
 /// Default lifetime of workload certificates.
 pub const DEFAULT_WORKLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Default period at which sidecars fetch the trust bundle.
+pub const DEFAULT_BUNDLE_REFRESH: Duration = Duration::from_secs(30);
 
 /// Lifetime of a root Weft makes itself.
 const ROOT_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -58,9 +65,30 @@ struct Stored {
     chain: Vec<String>,
     /// The trust bundle (PEM roots).
     roots: Vec<String>,
+    /// A prepared signer under a new root, not signing yet (root rotation).
+    #[serde(default)]
+    pending: Option<Pending>,
+    /// When the signer began signing (Unix seconds; 0: since the CA was made).
+    #[serde(default)]
+    signing_since: u64,
+}
+
+/// A signer prepared by a root rotation: its root is in the bundle already.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pending {
+    cert: String,
+    key: String,
+    chain: Vec<String>,
+    /// When it joined the bundle (Unix seconds).
+    prepared_at: u64,
 }
 
 impl Stored {
+    /// The root the signer's certificates chain to.
+    fn root(&self) -> &str {
+        self.chain.last().unwrap_or(&self.cert)
+    }
+
     /// What a certificate this authority signed is presented with: the certificate,
     /// then, under an intermediate signer, the signer and the chain above it without
     /// the root (which the peer already trusts).
@@ -111,7 +139,19 @@ pub struct Authority {
     sealer: Arc<Sealer>,
     trust_domain: String,
     workload_ttl: Duration,
+    bundle_refresh: Duration,
     signer: Mutex<Option<Arc<Signer>>>,
+}
+
+/// How the authority works: its trust domain and lifetimes.
+#[derive(Debug, Clone)]
+pub struct CaSettings {
+    /// The SPIFFE trust domain.
+    pub trust_domain: String,
+    /// Lifetime of workload certificates (the longest a CSR gets).
+    pub workload_ttl: Duration,
+    /// How often sidecars fetch the trust bundle.
+    pub bundle_refresh: Duration,
 }
 
 fn read_pem(what: &'static str, path: &PathBuf) -> Result<String, CaError> {
@@ -145,7 +185,9 @@ fn new_root(trust_domain: &str) -> Stored {
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
     name.push(DnType::OrganizationName, trust_domain);
-    name.push(DnType::CommonName, "Weft root CA");
+    // Dated, so that the roots of a rotation tell apart by name too.
+    let made = time::OffsetDateTime::now_utc().date();
+    name.push(DnType::CommonName, format!("Weft root CA {made}"));
     params.distinguished_name = name;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
@@ -163,28 +205,57 @@ fn new_root(trust_domain: &str) -> Stored {
         key: key.serialize_pem(),
         chain: Vec::new(),
         roots: vec![cert.pem()],
+        pending: None,
+        signing_since: 0,
     }
 }
 
-fn supplied(ca: &SuppliedCa) -> Result<Stored, CaError> {
-    let cert = read_pem("certificate", &ca.cert)?;
-    let key = read_pem("key", &ca.key)?;
-    let chain = match &ca.chain {
-        Some(p) => split_pem(&read_pem("chain", p)?),
-        None => Vec::new(),
+/// A signer given as PEM: its certificate and key, and the chain above it up to the
+/// root (absent for a root).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaPem {
+    /// The signing certificate.
+    pub cert: String,
+    /// Its private key.
+    pub key: String,
+    /// The certificates above it, the root last.
+    #[serde(default)]
+    pub chain: Option<String>,
+}
+
+impl SuppliedCa {
+    /// Reads the files.
+    pub fn read(&self) -> Result<CaPem, CaError> {
+        Ok(CaPem {
+            cert: read_pem("certificate", &self.cert)?,
+            key: read_pem("key", &self.key)?,
+            chain: match &self.chain {
+                Some(p) => Some(read_pem("chain", p)?),
+                None => None,
+            },
+        })
+    }
+}
+
+fn supplied(ca: &CaPem) -> Result<Stored, CaError> {
+    let invalid = |what: &'static str, reason: String| CaError::Supplied {
+        what,
+        path: "(PEM)".into(),
+        reason,
     };
-    KeyPair::from_pem(&key).map_err(|e| CaError::Supplied {
-        what: "key",
-        path: ca.key.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    KeyPair::from_pem(&ca.key).map_err(|e| invalid("key", e.to_string()))?;
+    Issuer::from_ca_cert_pem(&ca.cert, KeyPair::from_pem(&ca.key).expect("checked above"))
+        .map_err(|e| invalid("certificate", e.to_string()))?;
+    let chain = ca.chain.as_deref().map(split_pem).unwrap_or_default();
     // The root is the last of the chain, or the certificate itself.
-    let root = chain.last().cloned().unwrap_or_else(|| cert.clone());
+    let root = chain.last().cloned().unwrap_or_else(|| ca.cert.clone());
     Ok(Stored {
-        cert,
-        key,
+        cert: ca.cert.clone(),
+        key: ca.key.clone(),
         chain,
         roots: vec![root],
+        pending: None,
+        signing_since: rotation::unix_now(),
     })
 }
 
@@ -194,21 +265,22 @@ impl Authority {
     pub async fn open(
         store: Arc<dyn Store>,
         sealer: Arc<Sealer>,
-        trust_domain: &str,
-        workload_ttl: Duration,
+        settings: CaSettings,
         supplied_ca: Option<&SuppliedCa>,
     ) -> Result<Authority, CaError> {
         let authority = Authority {
             store,
             sealer,
-            trust_domain: trust_domain.to_string(),
-            workload_ttl,
+            trust_domain: settings.trust_domain,
+            workload_ttl: settings.workload_ttl,
+            bundle_refresh: settings.bundle_refresh,
             signer: Mutex::new(None),
         };
+        let trust_domain = authority.trust_domain.as_str();
         let existing = authority.load().await?;
         match (supplied_ca, existing) {
             (Some(ca), existing) => {
-                let mut wanted = supplied(ca)?;
+                let mut wanted = supplied(&ca.read()?)?;
                 if existing.as_ref().map(|s| &s.stored.cert) != Some(&wanted.cert) {
                     // Keep trusting what the old signer signed until it is removed.
                     if let Some(old) = existing {

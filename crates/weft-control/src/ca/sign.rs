@@ -19,6 +19,9 @@ pub struct Signed {
     pub spiffe_id: String,
     /// When it expires (seconds since the Unix epoch).
     pub expires: u64,
+    /// The root it chains to (PEM): a sidecar renews early when another one signs.
+    #[serde(default)]
+    pub root: String,
 }
 
 /// Why a CSR was not signed.
@@ -99,5 +102,6 @@ pub(super) fn sign(
         roots: stored.roots.clone(),
         spiffe_id: spiffe_id.to_string(),
         expires,
+        root: stored.root().to_string(),
     })
 }

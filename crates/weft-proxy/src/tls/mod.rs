@@ -20,6 +20,7 @@
 
 pub mod context;
 pub mod downstream;
+pub mod expiry;
 pub mod material;
 pub mod redact;
 pub mod secrets;

@@ -59,6 +59,10 @@ pub struct ControlArgs {
     /// Lifetime of workload certificates (sidecars renew them at half-life).
     #[arg(long, default_value = "24h", value_parser = super::proxy::parse_duration)]
     pub workload_cert_ttl: std::time::Duration,
+    /// How often sidecars fetch the trust bundle (a root rotation waits two periods
+    /// between adding a root and signing with it).
+    #[arg(long, default_value = "30s", value_parser = super::proxy::parse_duration)]
+    pub bundle_refresh: std::time::Duration,
 }
 
 impl ControlArgs {
@@ -74,6 +78,7 @@ impl ControlArgs {
         config.root_namespace = self.root_namespace.clone();
         config.seal_key = self.seal_key.clone();
         config.workload_cert_ttl = self.workload_cert_ttl;
+        config.bundle_refresh = self.bundle_refresh;
         config.ca = match (&self.ca_cert, &self.ca_key) {
             (Some(cert), Some(key)) => Some(SuppliedCa {
                 cert: cert.clone(),

@@ -11,8 +11,9 @@ use rcgen::{CertificateParams, DistinguishedName, KeyPair};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 use weft_control::api::types::CertificateRequest;
-use weft_control::ca::Signed;
+use weft_control::ca::{CaStatus, Signed};
 use weft_control::client::ApiClient;
 use weft_control::identity::Identity;
 use weft_control::translate::mtls::{CERTIFICATE_SECRET, ROOTS_SECRET};
@@ -23,34 +24,86 @@ const MIN_RENEW_AFTER: Duration = Duration::from_secs(1);
 /// Retry backoff bounds while the control plane cannot sign.
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(15);
+/// Wait before the first trust bundle fetch, which tells the refresh period.
+const FIRST_REFRESH: Duration = Duration::from_secs(1);
 
 /// Gets a certificate for `identity` and keeps it fresh in `secrets`, forever: run it
 /// as a task beside the proxy. Failures are logged and retried with backoff; the
 /// certificate in the store stays until a new one replaces it.
 ///
+/// Between renewals it fetches the trust bundle every refresh period the control
+/// plane gives: a root a rotation adds is trusted before it signs anything, and once
+/// another root signs, the certificate is renewed at once (see `ca/rotation.rs` in
+/// weft-control).
+///
 /// An admin credential must say whom the certificate is for; a join token already
 /// does, and the control plane signs only for its identity.
 pub async fn maintain(client: ApiClient, identity: Identity, secrets: SecretStore) {
     let mut retry = RETRY_FIRST;
+    let mut refresh = FIRST_REFRESH;
+    let mut renew_at = Instant::now();
+    let mut bundle: Vec<String> = Vec::new();
+    let mut signed_by = String::new();
     loop {
-        match renew(&client, &identity, &secrets).await {
-            Ok(signed) => {
-                retry = RETRY_FIRST;
-                let wait = renew_after(signed.expires, SystemTime::now());
-                tracing::info!(
-                    spiffe_id = signed.spiffe_id,
-                    renew_in = ?wait,
-                    "workload certificate installed"
-                );
-                tokio::time::sleep(wait).await;
+        if Instant::now() >= renew_at {
+            match renew(&client, &identity, &secrets).await {
+                Ok(signed) => {
+                    retry = RETRY_FIRST;
+                    let wait = renew_after(signed.expires, SystemTime::now());
+                    tracing::info!(
+                        spiffe_id = signed.spiffe_id,
+                        renew_in = ?wait,
+                        "workload certificate installed"
+                    );
+                    renew_at = Instant::now() + wait;
+                    bundle = signed.roots;
+                    signed_by = signed.root;
+                }
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), retry_in = ?retry, "workload certificate not obtained");
+                    renew_at = Instant::now() + retry;
+                    retry = (retry * 2).min(RETRY_MAX);
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), retry_in = ?retry, "workload certificate not obtained");
-                tokio::time::sleep(retry).await;
-                retry = (retry * 2).min(RETRY_MAX);
+        } else {
+            match refresh_bundle(&client, &secrets, &mut bundle).await {
+                Ok(status) => {
+                    refresh = Duration::from_secs(status.bundle_refresh_seconds.max(1));
+                    let signing = status.signing_root().unwrap_or_default();
+                    if !signed_by.is_empty() && signing != signed_by {
+                        tracing::info!("another root signs now; renewing the certificate");
+                        renew_at = Instant::now();
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = format!("{e:#}"), "trust bundle not refreshed")
+                }
             }
         }
+        let until_renewal = renew_at.saturating_duration_since(Instant::now());
+        tokio::time::sleep(until_renewal.min(refresh)).await;
     }
+}
+
+/// Fetches the trust bundle and installs it when it changed.
+async fn refresh_bundle(
+    client: &ApiClient,
+    secrets: &SecretStore,
+    installed: &mut Vec<String>,
+) -> anyhow::Result<CaStatus> {
+    let status: CaStatus = client
+        .json(hyper::Method::GET, "/api/v1/ca", None::<&()>)
+        .await
+        .context("fetching the trust bundle")?;
+    let roots = status.bundle();
+    if roots != *installed {
+        secrets
+            .try_set_trust(ROOTS_SECRET, pem_certificates(&roots)?)
+            .context("the trust bundle")?;
+        tracing::info!(roots = roots.len(), "trust bundle updated");
+        *installed = roots;
+    }
+    Ok(status)
 }
 
 /// One round: a new key, a CSR, the signed chain and roots into the store.

@@ -1,6 +1,7 @@
 //! The command line: global flags and the subcommands.
 
 pub mod bookinfo;
+pub mod ca;
 pub mod connect;
 pub mod control;
 pub mod demo;
@@ -55,6 +56,8 @@ pub enum Command {
     ProxyStatus(inspect::ProxyStatusArgs),
     /// Create, list and revoke join tokens (a sidecar's credential).
     Token(token::TokenArgs),
+    /// The mesh's trust bundle and root rotation.
+    Ca(ca::CaArgs),
     /// Run one service of the Bookinfo demo application (used by `weft demo`).
     #[command(hide = true)]
     Bookinfo(bookinfo::BookinfoArgs),
@@ -74,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Describe(args) => inspect::describe(args),
         Command::ProxyStatus(args) => inspect::proxy_status(args),
         Command::Token(args) => token::run(args),
+        Command::Ca(args) => ca::run(args),
         Command::Bookinfo(args) => bookinfo::run(args),
     }
 }

@@ -338,7 +338,7 @@ pub fn sidecar(
         args.push(l.to_string());
     }
     args.extend(extra.iter().map(|s| s.to_string()));
-    args.extend(["--", "sleep", "60"].iter().map(|s| s.to_string()));
+    args.extend(["--", "sleep", "600"].iter().map(|s| s.to_string()));
     Sidecar {
         proc: spawn(dir, name, &args),
         outbound: SocketAddr::from(([127, 0, 0, 1], outbound)),
