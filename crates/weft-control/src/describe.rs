@@ -99,6 +99,7 @@ pub fn describe(state: &MeshState, namespace: &str, name: &str) -> Option<Servic
     }
     let routes = routes(state, svc);
     let policies = policies(state, svc);
+    let security = snapshot.security_view(svc);
     let warnings = snapshot
         .diagnostics
         .lock()
@@ -122,6 +123,7 @@ pub fn describe(state: &MeshState, namespace: &str, name: &str) -> Option<Servic
         destination_rules: destination_rules.into_iter().collect(),
         routes,
         policies,
+        security,
         warnings,
     })
 }

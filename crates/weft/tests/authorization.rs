@@ -150,6 +150,12 @@ async fn istio_documentation_examples_behave_as_documented() {
         403,
         "not another principal"
     );
+    let view = describe(&control, "server");
+    assert!(
+        view.lines()
+            .any(|l| l.contains("default/allow-get") && l.contains("deny unless an ALLOW matches")),
+        "weft describe shows the ALLOW policy:\n{view}"
+    );
 
     // DENY a header value; everything else passes.
     delete(&api, ALLOW_GET_INFO_FROM_SLEEP).await;

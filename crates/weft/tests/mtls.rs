@@ -190,6 +190,22 @@ async fn sidecars_speak_mtls_and_peer_authentication_decides() {
         "plaintext refused under STRICT"
     );
 
+    // `weft describe` says so: mTLS from sidecars, outsiders refused, and why.
+    let view = describe(&control, "server");
+    assert!(
+        view.contains("Identity: spiffe://cluster.local/ns/default/sa/server"),
+        "{view}"
+    );
+    let inbound_row =
+        |view: &str, words: &[&str]| view.lines().any(|l| words.iter().all(|w| l.contains(w)));
+    assert!(
+        inbound_row(
+            &view,
+            &["STRICT", "mTLS", "refused (STRICT)", "istio-system/default"]
+        ),
+        "{view}"
+    );
+
     // A tool no one here wrote: TLS 1.3 only, no weak cipher.
     let scan = tool("sslscan", &["--no-colour", &inbound_addr.to_string()]);
     let enabled = |proto: &str| {
@@ -228,4 +244,12 @@ async fn sidecars_speak_mtls_and_peer_authentication_decides() {
     assert!(status.contains(" 200 "), "{status}");
     let a = mesh.get("http://server:9080/").await.expect("request");
     assert_eq!(a.status, 200, "mTLS still served: {a:?}");
+    let view = describe(&control, "server");
+    assert!(
+        inbound_row(
+            &view,
+            &["PERMISSIVE", "mTLS", "plaintext", "default/server"]
+        ),
+        "{view}"
+    );
 }

@@ -192,6 +192,9 @@ pub struct ServiceDescription {
     /// Security policies that select the service's workloads (`Kind namespace/name`).
     #[serde(default)]
     pub policies: Vec<String>,
+    /// Identity, mTLS per port and instance, authorization.
+    #[serde(default)]
+    pub security: SecurityView,
     /// Translation warnings that name the service or its resources.
     pub warnings: Vec<String>,
 }
@@ -247,4 +250,60 @@ pub struct RotationRequest {
     /// The new signer for `prepare` (else the control plane makes a root).
     #[serde(default)]
     pub ca: Option<crate::ca::CaPem>,
+}
+
+/// How one service is secured, as `weft describe service` shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SecurityView {
+    /// The SPIFFE ID its instances hold and callers expect.
+    pub identity: String,
+    /// How sidecars call each port: mTLS or plain text, and why.
+    pub callers: Vec<CallerTls>,
+    /// Each instance port: its PeerAuthentication mode and what each kind of caller gets.
+    pub inbound: Vec<InboundSecurity>,
+    /// The AuthorizationPolicies that decide each instance's requests.
+    pub authorization: Vec<InstanceAuthorization>,
+}
+
+/// What a sidecar sends to one port of the service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CallerTls {
+    /// The service port.
+    pub port: u16,
+    /// Whether sidecars originate mTLS to it.
+    pub mtls: bool,
+    /// Why.
+    pub reason: String,
+}
+
+/// One instance port and its callers' fate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InboundSecurity {
+    /// The instance id.
+    pub instance: String,
+    /// The service port.
+    pub port: u16,
+    /// STRICT, PERMISSIVE, DISABLE; `none` for an instance without a sidecar.
+    pub mode: String,
+    /// The PeerAuthentications that decided it, most specific first.
+    pub policies: Vec<String>,
+    /// What a call from a sidecar gets (`mTLS`, `plaintext`, `refused: ...`).
+    pub from_sidecars: String,
+    /// What a plaintext caller outside the mesh (or proxyless gRPC) gets.
+    pub from_outside: String,
+}
+
+/// The AuthorizationPolicies of one instance, by action, in evaluation order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InstanceAuthorization {
+    /// The instance id.
+    pub instance: String,
+    /// AUDIT policies (`namespace/name`).
+    pub audit: Vec<String>,
+    /// DENY policies: any match denies.
+    pub deny: Vec<String>,
+    /// ALLOW policies: with any, a request must match one.
+    pub allow: Vec<String>,
+    /// CUSTOM policies, which Weft does not enforce.
+    pub unsupported: Vec<String>,
 }

@@ -17,6 +17,7 @@ pub mod listener;
 pub mod mtls;
 pub mod peer_authentication;
 pub mod route;
+pub mod security_view;
 pub mod services;
 
 use crate::registry::{meta, Instance};

@@ -7,7 +7,7 @@ use anyhow::bail;
 use clap::Args;
 use hyper::Method;
 use std::process::ExitCode;
-use weft_control::api::types::ServiceDescription;
+use weft_control::api::types::{SecurityView, ServiceDescription};
 use weft_control::client::segment;
 use weft_control::proxies::{unix_now, ProxyStatus};
 use weft_xds::type_url;
@@ -132,8 +132,8 @@ pub fn render(d: &ServiceDescription) -> String {
     };
     let _ = writeln!(out, "\nVirtualServices:   {}", list(&d.virtual_services));
     let _ = writeln!(out, "DestinationRules:  {}", list(&d.destination_rules));
-    // Stored and validated now; enforced once mTLS and authorization land.
     let _ = writeln!(out, "Policies:          {}", list(&d.policies));
+    out.push_str(&security(&d.security));
     if !d.routes.is_empty() {
         let _ = writeln!(out, "\nRoutes (as callers in {} see them):", s.namespace);
         let mut t = Table::new(&["PORT", "ROUTE", "MATCH", "TO"]);
@@ -156,6 +156,85 @@ pub fn render(d: &ServiceDescription) -> String {
         for w in &d.warnings {
             let _ = writeln!(out, "  {w}");
         }
+    }
+    out
+}
+
+/// The security section: identity, mTLS per port and instance, authorization.
+fn security(v: &SecurityView) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if v.identity.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "\nSecurity:\n  Identity: {}", v.identity);
+    if !v.callers.is_empty() {
+        let _ = writeln!(out, "  Callers:");
+        let mut t = Table::new(&["PORT", "SIDECARS SEND", "BECAUSE"]);
+        for c in &v.callers {
+            let tls = if c.mtls { "mTLS" } else { "plaintext" };
+            t.row(vec![c.port.to_string(), tls.into(), c.reason.clone()]);
+        }
+        out.push_str(&indent(&indent(&t.to_string())));
+    }
+    if !v.inbound.is_empty() {
+        let _ = writeln!(out, "  Inbound (PeerAuthentication):");
+        let mut t = Table::new(&[
+            "INSTANCE",
+            "PORT",
+            "MODE",
+            "FROM SIDECARS",
+            "FROM OUTSIDE",
+            "POLICIES",
+        ]);
+        for i in &v.inbound {
+            let policies = if i.policies.is_empty() {
+                "<none: PERMISSIVE default>".to_string()
+            } else {
+                i.policies.join(" > ")
+            };
+            t.row(vec![
+                i.instance.clone(),
+                i.port.to_string(),
+                i.mode.clone(),
+                i.from_sidecars.clone(),
+                i.from_outside.clone(),
+                policies,
+            ]);
+        }
+        out.push_str(&indent(&indent(&t.to_string())));
+    }
+    if !v.authorization.is_empty() {
+        let _ = writeln!(out, "  Authorization (AUDIT, then DENY, then ALLOW):");
+        let mut t = Table::new(&["INSTANCE", "AUDIT", "DENY", "ALLOW", "DEFAULT"]);
+        let names = |l: &[String]| {
+            if l.is_empty() {
+                "-".to_string()
+            } else {
+                l.join(",")
+            }
+        };
+        for a in &v.authorization {
+            let default = if a.allow.is_empty() {
+                "allow"
+            } else {
+                "deny unless an ALLOW matches"
+            };
+            t.row(vec![
+                a.instance.clone(),
+                names(&a.audit),
+                names(&a.deny),
+                names(&a.allow),
+                default.into(),
+            ]);
+            for custom in &a.unsupported {
+                let _ = writeln!(
+                    out,
+                    "  note: {custom} is CUSTOM, which Weft does not enforce"
+                );
+            }
+        }
+        out.push_str(&indent(&indent(&t.to_string())));
     }
     out
 }

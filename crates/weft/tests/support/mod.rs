@@ -228,6 +228,27 @@ impl Control {
     }
 }
 
+/// `weft describe service NAME`'s output, from `control`.
+pub fn describe(control: &Control, name: &str) -> String {
+    let out = weft()
+        .args([
+            "describe",
+            "service",
+            name,
+            "--server",
+            &control.api.to_string(),
+        ])
+        .args(["--token", &control.token])
+        .output()
+        .expect("weft describe");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
 /// Applies `yaml` through an API client; panics on refusal.
 pub async fn apply(client: &ApiClient, yaml: &str) -> ChangeResponse {
     send_documents(client, "/api/v1/apply", yaml).await
