@@ -24,6 +24,7 @@ pub mod http;
 pub mod io;
 pub mod listener;
 pub mod memory;
+pub mod metadata;
 pub mod metrics;
 pub mod rbac;
 pub mod runtime;

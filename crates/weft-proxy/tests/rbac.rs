@@ -946,11 +946,11 @@ fn unsupported_configuration_is_refused_with_its_path() {
                     &[policy(
                         "p",
                         ANY,
-                        "{ metadata: { filter: envoy.filters.http.jwt_authn, path: [{ key: sub }], value: { string_match: { exact: me } } } }"
+                        "{ metadata: { filter: istio_authn, path: [], value: { string_match: { exact: me } } } }"
                     )]
                 )
             )),
-            format!(r#"{filter_path}.rules.policies["p"].principals[0].metadata"#),
+            format!(r#"{filter_path}.rules.policies["p"].principals[0].metadata.path"#),
         ),
         (
             http_rbac(&format!(
@@ -993,7 +993,9 @@ fn unsupported_configuration_is_refused_with_its_path() {
         "{err}"
     );
 
-    // A network filter sees no request: header rules are refused there.
+    // A network filter sees no request: header and request metadata rules are refused
+    // there.
+    let metadata = "{ metadata: { filter: istio_authn, path: [{ key: request.auth.principal }], value: { present_match: true } } }";
     let yaml = format!(
         r#"{ADMIN}static_resources:
   listeners:
@@ -1007,12 +1009,14 @@ fn unsupported_configuration_is_refused_with_its_path() {
         typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: app }}
   clusters:
 {}"#,
-        rules("DENY", &[policy("p", GET, ANY)]),
+        rules("DENY", &[policy("p", GET, metadata)]),
         common::cluster("app", &[app], "")
     );
     let err = load_error(&yaml);
-    assert!(
-        err.contains(r#"static_resources.listeners[0].filter_chains[0].filters[0].typed_config.rules.policies["p"].permissions[0].header: a network RBAC filter sees no HTTP request"#),
-        "{err}"
-    );
+    for field in ["permissions[0].header", "principals[0].metadata"] {
+        assert!(
+            err.contains(&format!(r#"static_resources.listeners[0].filter_chains[0].filters[0].typed_config.rules.policies["p"].{field}: a network RBAC filter sees no HTTP request"#)),
+            "{field}: {err}"
+        );
+    }
 }

@@ -199,6 +199,7 @@ async fn proxy(
             conn: &conn.downstream,
             remote: ex.info.client.ip(),
             request: Some(&view),
+            metadata: Some(&ex.info.metadata),
         };
         super::rbac::check(&manager.rbac, route, &input)?;
     }
