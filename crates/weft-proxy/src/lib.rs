@@ -22,6 +22,7 @@ pub mod error;
 pub mod format;
 pub mod http;
 pub mod io;
+pub mod jwt;
 pub mod listener;
 pub mod memory;
 pub mod metadata;

@@ -1,6 +1,6 @@
 //! `Listener` → [`Listener`]: listener filters, filter chains and their network filters
 //! (RBAC before the terminal one: HTTP connection manager or TCP proxy), and the HTTP
-//! filters of a connection manager (RBAC, in their order, before the router).
+//! filters of a connection manager (JWT and RBAC, in their order, before the router).
 
 use super::{access_log, decode_any, duration, route, socket_address, timeout, Context};
 use crate::http::manager::{
@@ -436,8 +436,8 @@ fn http_manager(
     })
 }
 
-/// The router runs last, after the other filters in their order (RBAC only, for now);
-/// other filters are errors unless marked `is_optional`, as Envoy treats them.
+/// The router runs last, after the JWT and RBAC filters in their order; other filters
+/// are errors unless marked `is_optional`, as Envoy treats them.
 fn http_filters(
     filters: &[hcm::HttpFilter],
     stat_prefix: &str,
@@ -468,6 +468,12 @@ fn http_filters(
             {
                 super::rbac::http_filter(&f.name, any, stat_prefix, &fpath, ctx)
                     .map(HttpFilter::Rbac)
+            }
+            Some(hcm::http_filter::ConfigType::TypedConfig(any))
+                if super::jwt::is_http_filter(&any.type_url) =>
+            {
+                super::jwt::http_filter(&f.name, any, stat_prefix, &fpath, ctx)
+                    .map(|j| HttpFilter::Jwt(Box::new(j)))
             }
             _ if f.is_optional => None,
             _ => {

@@ -5,6 +5,7 @@
 
 pub mod access_log;
 pub mod cluster;
+pub mod jwt;
 pub mod listener;
 pub mod metadata;
 pub mod rbac;

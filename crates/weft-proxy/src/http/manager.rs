@@ -70,6 +70,8 @@ pub struct Http2Server {
 /// a request answers it.
 #[derive(Debug)]
 pub enum HttpFilter {
+    /// `envoy.filters.http.jwt_authn`: verifies request tokens, records their payload.
+    Jwt(Box<crate::jwt::JwtAuthn>),
     /// `envoy.filters.http.rbac`: allows or denies, reading what earlier filters
     /// recorded.
     Rbac(super::rbac::HttpRbac),

@@ -1,5 +1,5 @@
 //! The life of one HTTP request, read top-down: check it, normalize it, set the
-//! forwarding headers, find its route, run the HTTP filters (RBAC) in their order,
+//! forwarding headers, find its route, run the HTTP filters (JWT, RBAC) in their order,
 //! then answer locally, tunnel, or forward it; finally shape the response and hand its
 //! body the books to close when it ends.
 
@@ -199,6 +199,19 @@ async fn proxy(
     });
     for filter in &manager.filters {
         match filter {
+            HttpFilter::Jwt(jwt) => {
+                let requirement = jwt.requirement(&RequestView::new(&req, path, authority, scheme));
+                // Boxed: a check may fetch keys, a large future kept off the common path.
+                Box::pin(jwt.authenticate(
+                    &mut req,
+                    requirement,
+                    scheme,
+                    &conn.downstream,
+                    &mut ex.info.metadata,
+                ))
+                .await
+                .map_err(|denial| ProxyError::JwtDenied(Box::new(denial)))?;
+            }
             HttpFilter::Rbac(rbac) => {
                 let view = RequestView::new(&req, path, authority, scheme);
                 let input = Input {

@@ -1,6 +1,6 @@
 //! The HTTP RBAC filter (`envoy.filters.http.rbac`): runs after the route is chosen and
-//! before the router acts, in the order the filters are configured (Istio: DENY, then
-//! ALLOW); the first denial answers 403 `RBAC: access denied`.
+//! before the router acts, in the order the filters are configured (Istio: the JWT
+//! filter, then DENY, then ALLOW); the first denial answers 403 `RBAC: access denied`.
 //!
 //! A route or virtual host may override a filter with an `RBACPerRoute` under the
 //! filter's name in `typed_per_filter_config`: the route's wins over the virtual
