@@ -1,7 +1,8 @@
 //! Bootstrap YAML for tests: one HTTP listener with the given virtual hosts, and
-//! STATIC clusters pointing at real upstreams.
+//! STATIC clusters pointing at real upstreams; PKI and JWT issuers in submodules.
 #![allow(dead_code)]
 
+pub mod jwt;
 pub mod pki;
 
 use std::net::SocketAddr;
