@@ -71,6 +71,15 @@ impl Curve {
         }
     }
 
+    /// Its ECDSA verification, with the hash its JWS algorithm uses.
+    fn algorithm(self) -> &'static signature::EcdsaVerificationAlgorithm {
+        match self {
+            Curve::P256 => &signature::ECDSA_P256_SHA256_FIXED,
+            Curve::P384 => &signature::ECDSA_P384_SHA384_FIXED,
+            Curve::P521 => &signature::ECDSA_P521_SHA512_FIXED,
+        }
+    }
+
     /// Bytes of one coordinate.
     fn size(self) -> usize {
         match self {
@@ -180,16 +189,9 @@ impl Key {
                 let components = signature::RsaPublicKeyComponents { n, e };
                 components.verify(params, msg, sig).is_ok()
             }
-            Key::Ec { curve, point } => {
-                let algorithm = match curve {
-                    Curve::P256 => &signature::ECDSA_P256_SHA256_FIXED,
-                    Curve::P384 => &signature::ECDSA_P384_SHA384_FIXED,
-                    Curve::P521 => &signature::ECDSA_P521_SHA512_FIXED,
-                };
-                signature::UnparsedPublicKey::new(algorithm, point)
-                    .verify(msg, sig)
-                    .is_ok()
-            }
+            Key::Ec { curve, point } => signature::UnparsedPublicKey::new(curve.algorithm(), point)
+                .verify(msg, sig)
+                .is_ok(),
             Key::Ed25519(x) => signature::UnparsedPublicKey::new(&signature::ED25519, x)
                 .verify(msg, sig)
                 .is_ok(),
@@ -250,13 +252,8 @@ fn jwk(entry: &Value) -> Result<Jwk, &'static str> {
             point.push(4);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            let algorithm = match curve {
-                Curve::P256 => &signature::ECDSA_P256_SHA256_FIXED,
-                Curve::P384 => &signature::ECDSA_P384_SHA384_FIXED,
-                Curve::P521 => &signature::ECDSA_P521_SHA512_FIXED,
-            };
             // Refused now rather than at each verification: a point off the curve.
-            signature::UnparsedPublicKey::new(algorithm, &point)
+            signature::UnparsedPublicKey::new(curve.algorithm(), &point)
                 .parse()
                 .map_err(|_| "an EC key's point is not on its curve")?;
             Key::Ec { curve, point }
