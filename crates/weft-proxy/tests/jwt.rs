@@ -9,11 +9,12 @@ mod common;
 
 use bytes::Bytes;
 use common::jwt::{jwks, now, Issuer, JwksServer};
+use common::{log_path, read_log};
 use http_body_util::Full;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 use weft_proxy::{Proxy, ProxyOptions};
 use weft_test::proxy::{admin_metrics, metric, send, Reply};
 use weft_test::{runtime, TestProxy, Upstream};
@@ -90,30 +91,6 @@ static_resources:
     )
 }
 
-fn log_path(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!(
-        "weft-jwt-{name}-{}-{}.log",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    let _ = std::fs::remove_file(&p);
-    p
-}
-
-/// Waits until the access log has `lines` lines and returns them.
-fn read_log(path: &Path, lines: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let got: Vec<String> = text.lines().map(str::to_string).collect();
-        if got.len() >= lines || Instant::now() > deadline {
-            let _ = std::fs::remove_file(path);
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 // ---- clients ----
 
 /// `GET path` on `svc` with `headers`.
@@ -171,7 +148,7 @@ fn rs256_and_es256_tokens_reach_the_app_without_their_token() {
             {"match": {"prefix": "/"}, "requires": {"provider_name": "rsa"}},
         ],
     });
-    let log = log_path("pass");
+    let log = log_path("jwt", "pass");
     let proxy = TestProxy::start(&bootstrap(&jwt_filter(config), app.addr, "", &log), 1);
     let addr = proxy.addr("http");
     rt.block_on(async {
@@ -225,7 +202,7 @@ fn tokens_in_the_access_token_parameter_are_read_by_default() {
         "providers": {"p": provider(&rsa, json!({}))},
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}],
     });
-    let log = log_path("param");
+    let log = log_path("jwt", "param");
     let proxy = TestProxy::start(&bootstrap(&jwt_filter(config), app.addr, "", &log), 1);
     let addr = proxy.addr("http");
     rt.block_on(async {
@@ -255,7 +232,7 @@ fn bad_tokens_are_refused_with_envoys_reasons() {
         "providers": {"p": provider(&rsa, json!({"audiences": [AUD]}))},
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}],
     });
-    let log = log_path("bad");
+    let log = log_path("jwt", "bad");
     let proxy = TestProxy::start(&bootstrap(&jwt_filter(config), app.addr, "", &log), 1);
     let addr = proxy.addr("http");
     rt.block_on(async {
@@ -367,7 +344,7 @@ fn istio_requirement_lets_requests_without_a_token_through() {
         ],
         "bypass_cors_preflight": true,
     });
-    let log = log_path("istio");
+    let log = log_path("jwt", "istio");
     let proxy = TestProxy::start(&bootstrap(&jwt_filter(config), app.addr, "", &log), 1);
     let addr = proxy.addr("http");
     rt.block_on(async {
@@ -428,7 +405,7 @@ fn remote_keys_are_fetched_through_a_cluster_and_cached() {
         common::cluster("jwks", &[server.addr], ""),
         common::cluster("closed", &[closed], "")
     );
-    let log = log_path("remote");
+    let log = log_path("jwt", "remote");
     let proxy = TestProxy::start(
         &bootstrap(&jwt_filter(config), app.addr, &clusters, &log),
         1,
@@ -510,7 +487,7 @@ fn request_principals_and_claims_are_enforced_by_rbac() {
         HTTP_RBAC,
         request_principal_rules(),
     );
-    let log = log_path("principals");
+    let log = log_path("jwt", "principals");
     let proxy = TestProxy::start(&bootstrap(&format!("{jwt}{rbac}"), app.addr, "", &log), 1);
     let addr = proxy.addr("http");
     rt.block_on(async {
@@ -558,7 +535,7 @@ fn filters_run_in_their_configured_order() {
     );
     // RBAC first: nothing is known of the token yet, so alice is denied, and a bad
     // token is refused by RBAC before the JWT filter could say why.
-    let log = log_path("order");
+    let log = log_path("jwt", "order");
     let proxy = TestProxy::start(&bootstrap(&format!("{rbac}{jwt}"), app.addr, "", &log), 1);
     let addr = proxy.addr("http");
     rt.block_on(async {
@@ -585,7 +562,7 @@ fn load_error(yaml: &str) -> String {
 fn configuration_errors_name_their_path() {
     let app: SocketAddr = "127.0.0.1:9".parse().expect("address");
     let issuer = Issuer::ec(ISS, "k");
-    let log = log_path("errors");
+    let log = log_path("jwt", "errors");
     let at = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config";
     let cases = [
         (
