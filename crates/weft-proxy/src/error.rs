@@ -150,6 +150,9 @@ pub enum ProxyError {
     /// the policy (`rbac_access_denied_matched_policy[NAME]`).
     #[error("access denied: {0}")]
     AccessDenied(String),
+    /// The JWT filter refused the request: why, and the challenge to send.
+    #[error("JWT authentication failed: {}", .0.error)]
+    JwtDenied(Box<crate::jwt::JwtDenial>),
 }
 
 impl ProxyError {
@@ -173,6 +176,7 @@ impl ProxyError {
             ProxyError::Http10NotAccepted => StatusCode::UPGRADE_REQUIRED,
             ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UpgradeNotAllowed(_) | ProxyError::AccessDenied(_) => StatusCode::FORBIDDEN,
+            ProxyError::JwtDenied(d) => d.error.status(),
         }
     }
 
@@ -196,8 +200,10 @@ impl ProxyError {
                 ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR
             }
             ProxyError::RequestTimeout => ResponseFlags::STREAM_IDLE_TIMEOUT,
-            // Envoy sets no flag for an RBAC denial: its details name the policy.
-            ProxyError::UpgradeNotAllowed(_) | ProxyError::AccessDenied(_) => ResponseFlags::NONE,
+            // Envoy sets no flag for an RBAC or JWT denial: its details say why.
+            ProxyError::UpgradeNotAllowed(_)
+            | ProxyError::AccessDenied(_)
+            | ProxyError::JwtDenied(_) => ResponseFlags::NONE,
         }
     }
 
@@ -228,6 +234,9 @@ impl ProxyError {
             ProxyError::RequestTimeout => "request timeout",
             ProxyError::UpgradeNotAllowed(_) => "upgrade not allowed",
             ProxyError::AccessDenied(_) => crate::rbac::DENIED_BODY,
+            // `strip_failure_response` (no challenge) leaves the body empty too.
+            ProxyError::JwtDenied(d) if d.challenge.is_none() => "",
+            ProxyError::JwtDenied(d) => d.error.message(),
         }
     }
 
@@ -260,6 +269,7 @@ impl ProxyError {
             ProxyError::RequestTimeout => "request_overall_timeout",
             ProxyError::UpgradeNotAllowed(_) => "upgrade_failed",
             ProxyError::AccessDenied(details) => return Cow::Owned(details.clone()),
+            ProxyError::JwtDenied(d) => return Cow::Owned(d.error.details()),
         };
         Cow::Borrowed(fixed)
     }
@@ -272,7 +282,18 @@ impl ProxyError {
             ProxyError::NoRoute => 12,
             ProxyError::BadRequest(_) | ProxyError::Http10NotAccepted => 13,
             ProxyError::UpgradeNotAllowed(_) | ProxyError::AccessDenied(_) => 7,
+            // gRPC's HTTP mapping: 401 is UNAUTHENTICATED, 403 PERMISSION_DENIED.
+            ProxyError::JwtDenied(d) if d.error.status() == StatusCode::UNAUTHORIZED => 16,
+            ProxyError::JwtDenied(_) => 7,
             _ => 14,
+        }
+    }
+
+    /// The `www-authenticate` challenge of the local reply, if it has one.
+    pub fn challenge(&self) -> Option<&http::HeaderValue> {
+        match self {
+            ProxyError::JwtDenied(d) => d.challenge.as_ref(),
+            _ => None,
         }
     }
 }

@@ -77,6 +77,12 @@ struct RbacLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JwtDeniedLabels {
+    stat_prefix: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TlsLabels {
     side: &'static str,
     result: &'static str,
@@ -137,6 +143,8 @@ pub struct Metrics {
     rbac_allowed: Counters<RbacLabels>,
     rbac_denied: Counters<RbacLabels>,
     rbac_logged: Counters<RbacLabels>,
+    jwt_authn_allowed: Counters<PrefixLabels>,
+    jwt_authn_denied: Counters<JwtDeniedLabels>,
     config_reloads: Counter,
     config_rejections: Counter,
 }
@@ -189,6 +197,8 @@ impl Metrics {
             rbac_allowed: Family::default(),
             rbac_denied: Family::default(),
             rbac_logged: Family::default(),
+            jwt_authn_allowed: Family::default(),
+            jwt_authn_denied: Family::default(),
             config_reloads: Counter::default(),
             config_rejections: Counter::default(),
             registry: Registry::default(),
@@ -380,6 +390,16 @@ impl Metrics {
             m.rbac_logged.clone(),
         );
         r.register(
+            "jwt_authn_allowed",
+            "Requests a JWT filter let through (verified, or needing no token)",
+            m.jwt_authn_allowed.clone(),
+        );
+        r.register(
+            "jwt_authn_denied",
+            "Requests a JWT filter refused, by reason",
+            m.jwt_authn_denied.clone(),
+        );
+        r.register(
             "config_reloads",
             "Configurations applied",
             m.config_reloads.clone(),
@@ -539,6 +559,24 @@ impl Metrics {
             .clone()
     }
 
+    /// Handles for the JWT filter counted under `stat_prefix`.
+    pub fn jwt_authn(&self, stat_prefix: &str) -> JwtStats {
+        let p = PrefixLabels {
+            stat_prefix: stat_prefix.to_string(),
+        };
+        JwtStats {
+            allowed: self.jwt_authn_allowed.get_or_create(&p).clone(),
+            denied: crate::jwt::status::JwtError::ALL.map(|e| {
+                self.jwt_authn_denied
+                    .get_or_create(&JwtDeniedLabels {
+                        stat_prefix: stat_prefix.to_string(),
+                        reason: e.reason(),
+                    })
+                    .clone()
+            }),
+        }
+    }
+
     /// Handles for the TLS handshakes of one side.
     pub fn tls(&self, side: crate::tls::Side) -> TlsStats {
         let side = side.as_str();
@@ -581,6 +619,16 @@ impl TlsStats {
             })
             .inc();
     }
+}
+
+/// Metric handles of one JWT filter.
+#[derive(Clone, Debug)]
+pub struct JwtStats {
+    /// Requests let through.
+    pub allowed: Counter,
+    /// Requests refused, by [`crate::jwt::status::JwtError::index`] (several errors
+    /// share a reason, and so a counter).
+    pub denied: [Counter; crate::jwt::status::JwtError::ALL.len()],
 }
 
 /// Metric handles of one listener.

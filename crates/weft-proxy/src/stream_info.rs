@@ -95,6 +95,8 @@ pub struct StreamInfo {
     pub response_trailers: Vec<(HeaderName, HeaderValue)>,
     /// Why the connection ended, when the proxy ended it.
     pub termination_details: Option<Cow<'static, str>>,
+    /// What the request's filters recorded (Envoy's dynamic metadata).
+    pub metadata: crate::metadata::DynamicMetadata,
 }
 
 impl StreamInfo {
@@ -124,6 +126,7 @@ impl StreamInfo {
             response_headers: Vec::new(),
             response_trailers: Vec::new(),
             termination_details: None,
+            metadata: crate::metadata::DynamicMetadata::default(),
         }
     }
 

@@ -7,11 +7,12 @@ mod common;
 
 use bytes::Bytes;
 use common::pki::{self, Ca, Leaf, TD};
+use common::{log_path, read_log};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -170,30 +171,6 @@ fn rbac_metric(text: &str, outcome: &str, stat_prefix: &str, policy: &str) -> f6
     )
 }
 
-fn log_path(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!(
-        "weft-rbac-{name}-{}-{}.log",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    let _ = std::fs::remove_file(&p);
-    p
-}
-
-/// Waits until the access log at `path` has `lines` lines and returns them.
-fn read_log(path: &Path, lines: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let got: Vec<String> = text.lines().map(str::to_string).collect();
-        if got.len() >= lines || Instant::now() > deadline {
-            let _ = std::fs::remove_file(path);
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Writes `payload`, half-closes and reads to the end; a reset counts as the end.
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(s: S, payload: &[u8]) -> Vec<u8> {
     exchange_with(s, payload, true).await
@@ -258,7 +235,7 @@ async fn on(sender: &mut Sender, method: &str, path: &str) -> (u16, String) {
 fn deny_by_header_value() {
     let rt = runtime();
     let app = rt.block_on(Upstream::start("app"));
-    let log = log_path("a");
+    let log = log_path("rbac", "a");
     let filters = http_rbac(&format!(
         "rules: {}",
         rules(
@@ -318,7 +295,7 @@ fn allow_get_on_path_from_one_spiffe_principal_over_mtls() {
     let rt = runtime();
     let app = rt.block_on(Upstream::start("app"));
     let ca = Ca::new("weft root");
-    let log = log_path("b");
+    let log = log_path("rbac", "b");
     let reader = policy(
         "reader",
         &format!(
@@ -365,7 +342,7 @@ fn allow_get_on_path_from_one_spiffe_principal_over_mtls() {
 fn empty_allow_denies_every_request() {
     let rt = runtime();
     let app = rt.block_on(Upstream::start("app"));
-    let log = log_path("c");
+    let log = log_path("rbac", "c");
     let filters = http_rbac("rules: { action: ALLOW }");
     let proxy = TestProxy::start(&http_yaml(&filters, &all_to_app(), app.addr, &log, ""), 1);
     let addr = proxy.addr("http");
@@ -402,7 +379,7 @@ fn empty_allow_denies_every_request() {
 fn per_route_overrides_disable_or_replace_the_rules() {
     let rt = runtime();
     let app = rt.block_on(Upstream::start("app"));
-    let log = log_path("d");
+    let log = log_path("rbac", "d");
     let no_get = rules("DENY", &[policy("no-get", GET, ANY)]);
     let posts_only = rules("ALLOW", &[policy("posts-only", POST, ANY)]);
     let vhosts = format!(
@@ -672,7 +649,7 @@ fn network_rbac_closes_connections_from_a_denied_address() {
     let rt = runtime();
     let (echo, _echo_task) = rt.block_on(weft_test::tcp::start_echo());
     let app = rt.block_on(Upstream::start("app"));
-    let log = log_path("e");
+    let log = log_path("rbac", "e");
     let deny_local2 = rules(
         "DENY",
         &[policy(
@@ -830,7 +807,7 @@ fn network_rbac_admits_only_the_allowed_principal() {
 fn log_action_counts_without_denying() {
     let rt = runtime();
     let app = rt.block_on(Upstream::start("app"));
-    let log = log_path("f");
+    let log = log_path("rbac", "f");
     let audit = rules(
         "LOG",
         &[policy(
@@ -867,7 +844,7 @@ fn log_action_counts_without_denying() {
 fn each_filter_of_a_chain_counts_its_decisions() {
     let rt = runtime();
     let app = rt.block_on(Upstream::start("app"));
-    let log = log_path("g");
+    let log = log_path("rbac", "g");
     let block = "ns[default]-policy[block-admin]-rule[0]";
     let allow_get = "ns[default]-policy[allow-get]-rule[0]";
     let deny = rules(
@@ -935,7 +912,7 @@ fn load_error(yaml: &str) -> String {
 #[test]
 fn unsupported_configuration_is_refused_with_its_path() {
     let app: SocketAddr = "127.0.0.1:9".parse().expect("address");
-    let log = log_path("h");
+    let log = log_path("rbac", "h");
     let filter_path = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config";
     let cases: Vec<(String, String)> = vec![
         (
@@ -946,11 +923,11 @@ fn unsupported_configuration_is_refused_with_its_path() {
                     &[policy(
                         "p",
                         ANY,
-                        "{ metadata: { filter: envoy.filters.http.jwt_authn, path: [{ key: sub }], value: { string_match: { exact: me } } } }"
+                        "{ metadata: { filter: istio_authn, path: [], value: { string_match: { exact: me } } } }"
                     )]
                 )
             )),
-            format!(r#"{filter_path}.rules.policies["p"].principals[0].metadata"#),
+            format!(r#"{filter_path}.rules.policies["p"].principals[0].metadata.path"#),
         ),
         (
             http_rbac(&format!(
@@ -993,7 +970,9 @@ fn unsupported_configuration_is_refused_with_its_path() {
         "{err}"
     );
 
-    // A network filter sees no request: header rules are refused there.
+    // A network filter sees no request: header and request metadata rules are refused
+    // there.
+    let metadata = "{ metadata: { filter: istio_authn, path: [{ key: request.auth.principal }], value: { present_match: true } } }";
     let yaml = format!(
         r#"{ADMIN}static_resources:
   listeners:
@@ -1007,12 +986,14 @@ fn unsupported_configuration_is_refused_with_its_path() {
         typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: app }}
   clusters:
 {}"#,
-        rules("DENY", &[policy("p", GET, ANY)]),
+        rules("DENY", &[policy("p", GET, metadata)]),
         common::cluster("app", &[app], "")
     );
     let err = load_error(&yaml);
-    assert!(
-        err.contains(r#"static_resources.listeners[0].filter_chains[0].filters[0].typed_config.rules.policies["p"].permissions[0].header: a network RBAC filter sees no HTTP request"#),
-        "{err}"
-    );
+    for field in ["permissions[0].header", "principals[0].metadata"] {
+        assert!(
+            err.contains(&format!(r#"static_resources.listeners[0].filter_chains[0].filters[0].typed_config.rules.policies["p"].{field}: a network RBAC filter sees no HTTP request"#)),
+            "{field}: {err}"
+        );
+    }
 }

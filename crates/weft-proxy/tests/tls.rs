@@ -7,11 +7,12 @@ mod common;
 
 use bytes::Bytes;
 use common::pki::{client_config, start, store, tls_connect, Ca, Leaf, Tls, TD};
+use common::{log_path, read_log};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weft_proxy::tls::SecretStore;
@@ -202,29 +203,6 @@ async fn metrics(p: &RunningProxy) -> String {
     admin_metrics(p.admin_addr().expect("admin")).await
 }
 
-fn log_path(name: &str) -> std::path::PathBuf {
-    let p = std::env::temp_dir().join(format!(
-        "weft-tls-{name}-{}-{}.log",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    let _ = std::fs::remove_file(&p);
-    p
-}
-
-/// Waits until the access log at `path` has `lines` lines and returns them.
-fn read_log(path: &std::path::Path, lines: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let got: Vec<String> = text.lines().map(str::to_string).collect();
-        if got.len() >= lines || Instant::now() > deadline {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The serial of the certificate the server presented.
 fn server_serial(tls: &Tls) -> String {
     let cert = &tls.get_ref().1.peer_certificates().expect("certs")[0];
@@ -283,7 +261,7 @@ fn proxy_to_proxy_mtls_http1_and_http2() {
         &server_yaml(app.addr),
         &store(&ca, &ca.leaf("server", 10, false)),
     );
-    let log = log_path("a");
+    let log = log_path("tls", "a");
     let client = start(
         &client_yaml(
             server.listener_addr("inbound").expect("inbound"),
@@ -504,7 +482,7 @@ fn client_refuses_wrong_identity_and_expired_server() {
         (genuine, "success"),
     ];
     for (addr, result) in cases {
-        let log = log_path("c");
+        let log = log_path("tls", "c");
         let client = start(&client_yaml(addr, "server", &log), &secrets);
         let outbound = client.listener_addr("outbound").expect("outbound");
         rt.block_on(async {
@@ -647,7 +625,7 @@ fn missing_secret_fails_until_it_arrives() {
         &server_yaml(app.addr),
         &store(&ca, &ca.leaf("server", 1, false)),
     );
-    let log = log_path("missing");
+    let log = log_path("tls", "missing");
     let empty = SecretStore::new();
     let client = start(
         &client_yaml(

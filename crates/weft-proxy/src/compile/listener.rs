@@ -1,14 +1,13 @@
 //! `Listener` → [`Listener`]: listener filters, filter chains and their network filters
 //! (RBAC before the terminal one: HTTP connection manager or TCP proxy), and the HTTP
-//! filters of a connection manager (RBAC before the router).
+//! filters of a connection manager (JWT and RBAC, in their order, before the router).
 
 use super::{access_log, decode_any, duration, route, socket_address, timeout, Context};
 use crate::http::manager::{
-    Codec, Http2Server, HttpManager, ServerHeader, StripPort, DEFAULT_DRAIN_TIMEOUT,
+    Codec, Http2Server, HttpFilter, HttpManager, ServerHeader, StripPort, DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HEADERS_COUNT, DEFAULT_MAX_REQUEST_HEADERS_KB,
     DEFAULT_STREAM_IDLE_TIMEOUT,
 };
-use crate::http::rbac::HttpRbac;
 use crate::listener::{
     ChainMatch, FilterChain, Listener, Network, DEFAULT_LISTENER_FILTERS_TIMEOUT,
 };
@@ -282,7 +281,7 @@ fn http_manager(
             None
         }
     };
-    let rbac = http_filters(
+    let filters = http_filters(
         &m.http_filters,
         &m.stat_prefix,
         &format!("{path}.http_filters"),
@@ -433,18 +432,18 @@ fn http_manager(
         },
         suppress_envoy_headers,
         via,
-        rbac,
+        filters,
     })
 }
 
-/// The router runs last, after the RBAC filters in their order; other filters are
-/// errors unless marked `is_optional`, as Envoy treats them.
+/// The router runs last, after the JWT and RBAC filters in their order; other filters
+/// are errors unless marked `is_optional`, as Envoy treats them.
 fn http_filters(
     filters: &[hcm::HttpFilter],
     stat_prefix: &str,
     path: &str,
     ctx: &mut Context<'_>,
-) -> Vec<HttpRbac> {
+) -> Vec<HttpFilter> {
     let is_router = |f: &hcm::HttpFilter| match &f.config_type {
         Some(hcm::http_filter::ConfigType::TypedConfig(any)) => any.type_url == type_url::ROUTER,
         _ => f.name == "envoy.filters.http.router" || f.name == "router",
@@ -457,31 +456,40 @@ fn http_filters(
         ),
         None => ctx.error(path, "at least the router filter is required"),
     }
-    let mut rbac = Vec::new();
+    let mut compiled = Vec::new();
     for (i, f) in filters.iter().enumerate() {
         if f.disabled || is_router(f) {
             continue;
         }
-        match &f.config_type {
+        let fpath = format!("{path}[{i}].typed_config");
+        let filter = match &f.config_type {
             Some(hcm::http_filter::ConfigType::TypedConfig(any))
                 if super::rbac::is_http_filter(&any.type_url) =>
             {
-                let fpath = format!("{path}[{i}].typed_config");
-                if let Some(r) = super::rbac::http_filter(&f.name, any, stat_prefix, &fpath, ctx) {
-                    rbac.push(r);
-                }
+                super::rbac::http_filter(&f.name, any, stat_prefix, &fpath, ctx)
+                    .map(HttpFilter::Rbac)
             }
-            _ if f.is_optional => {}
-            _ => ctx.error(
-                &format!("{path}[{i}]"),
-                format!(
-                    "HTTP filter {:?} is not supported (mark it is_optional to skip it)",
-                    f.name
-                ),
-            ),
-        }
+            Some(hcm::http_filter::ConfigType::TypedConfig(any))
+                if super::jwt::is_http_filter(&any.type_url) =>
+            {
+                super::jwt::http_filter(&f.name, any, stat_prefix, &fpath, ctx)
+                    .map(|j| HttpFilter::Jwt(Box::new(j)))
+            }
+            _ if f.is_optional => None,
+            _ => {
+                ctx.error(
+                    &format!("{path}[{i}]"),
+                    format!(
+                        "HTTP filter {:?} is not supported (mark it is_optional to skip it)",
+                        f.name
+                    ),
+                );
+                None
+            }
+        };
+        compiled.extend(filter);
     }
-    rbac
+    compiled
 }
 
 fn tcp_proxy(t: &tcp::TcpProxy, path: &str, ctx: &mut Context<'_>) -> Option<TcpProxy> {

@@ -5,7 +5,9 @@
 
 pub mod access_log;
 pub mod cluster;
+pub mod jwt;
 pub mod listener;
+pub mod metadata;
 pub mod rbac;
 pub mod route;
 pub mod support;
@@ -372,6 +374,14 @@ pub fn host_port(addr: &core::Address, path: &str, ctx: &mut Context<'_>) -> Opt
         return None;
     }
     Some((sa.address.clone(), port))
+}
+
+/// Refuses a field the support table lists as unsupported; it has usually said so at
+/// the same path already, and once is enough.
+pub fn unsupported(path: &str, ctx: &mut Context<'_>) {
+    if !ctx.errors.iter().any(|e| e.path == path) {
+        ctx.error(path, "this field is not supported by weft");
+    }
 }
 
 /// Decodes an `Any` as `M`, checking its type URL.

@@ -1,15 +1,16 @@
 //! RBAC configuration → [`Engine`]s: the policies (`envoy.config.rbac.v3`), the HTTP
 //! filter (`envoy.extensions.filters.http.rbac.v3.RBAC`) and its per-route override
 //! (`RBACPerRoute`), and the network filter (`...filters.network.rbac.v3.RBAC`).
-//! Fields outside `support.rs`'s table (matchers, shadow rules, conditions, metadata,
-//! custom principals, ...) are refused there with their path; what is left is checked
-//! here as Envoy validates it.
+//! Fields outside `support.rs`'s table (matchers, shadow rules, conditions, filter
+//! state, custom principals, ...) are refused there with their path; what is left is
+//! checked here as Envoy validates it.
 
 // `source_ip` is deprecated in Envoy's API but still honoured (and still written).
 #![allow(deprecated)]
 
+use super::metadata::metadata_matcher;
 use super::route::{header_matcher, string_matcher};
-use super::{decode_any, Context};
+use super::{decode_any, unsupported, Context};
 use crate::http::rbac::{HttpRbac, RbacOverrides};
 use crate::rbac::matcher::{Cidr, Permission, Principal};
 use crate::rbac::network::NetworkRbac;
@@ -271,9 +272,12 @@ fn permission(
             &format!("{path}.requested_server_name"),
             ctx,
         )?),
+        Some(R::Metadata(m)) => {
+            http_only(scope, &format!("{path}.metadata"), ctx)?;
+            Permission::Metadata(metadata_matcher(m, &format!("{path}.metadata"), ctx)?)
+        }
         Some(other) => {
             let field = match other {
-                R::Metadata(_) => "metadata",
                 R::Matcher(_) => "matcher",
                 R::UriTemplate(_) => "uri_template",
                 _ => "sourced_metadata",
@@ -344,9 +348,12 @@ fn principal(
             http_only(scope, &format!("{path}.url_path"), ctx)?;
             Principal::UrlPath(path_matcher(m, &format!("{path}.url_path"), ctx)?)
         }
+        Some(I::Metadata(m)) => {
+            http_only(scope, &format!("{path}.metadata"), ctx)?;
+            Principal::Metadata(metadata_matcher(m, &format!("{path}.metadata"), ctx)?)
+        }
         Some(other) => {
             let field = match other {
-                I::Metadata(_) => "metadata",
                 I::FilterState(_) => "filter_state",
                 I::Custom(_) => "custom",
                 _ => "sourced_metadata",
@@ -361,16 +368,8 @@ fn principal(
     })
 }
 
-/// Refuses a field the support table lists as unsupported; it has usually said so at
-/// the same path already, and once is enough.
-fn unsupported(path: &str, ctx: &mut Context<'_>) {
-    if !ctx.errors.iter().any(|e| e.path == path) {
-        ctx.error(path, "this field is not supported by weft");
-    }
-}
-
-/// Headers and paths exist only for the HTTP filter; Envoy would never match them in a
-/// network filter, which is refused rather than left to surprise.
+/// Headers, paths and request metadata exist only for the HTTP filter; Envoy would
+/// never match them in a network filter, which is refused rather than left to surprise.
 fn http_only(scope: Scope, path: &str, ctx: &mut Context<'_>) -> Option<()> {
     if scope == Scope::Network {
         ctx.error(

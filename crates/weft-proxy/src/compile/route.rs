@@ -224,7 +224,8 @@ fn route(
     })
 }
 
-fn route_match(m: &rpb::RouteMatch, path: &str, ctx: &mut Context<'_>) -> Option<RouteMatch> {
+/// Compiles a `RouteMatch` (routes, and the JWT filter's rules).
+pub fn route_match(m: &rpb::RouteMatch, path: &str, ctx: &mut Context<'_>) -> Option<RouteMatch> {
     use rpb::route_match::PathSpecifier as P;
     let case_sensitive = m.case_sensitive.is_none_or(|v| v.value);
     let path_match = match &m.path_specifier {

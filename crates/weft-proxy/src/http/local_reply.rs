@@ -4,7 +4,7 @@
 
 use super::body::ResponseBody;
 use crate::error::ProxyError;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain");
@@ -12,10 +12,16 @@ static GRPC: HeaderValue = HeaderValue::from_static("application/grpc");
 
 /// The local reply for a failure.
 pub fn error_reply(err: &ProxyError, grpc: bool) -> Response<ResponseBody> {
-    if grpc {
-        return grpc_reply(err.grpc_status(), err.body());
+    let mut resp = if grpc {
+        grpc_reply(err.grpc_status(), err.body())
+    } else {
+        text_reply(err.status(), err.body())
+    };
+    if let Some(challenge) = err.challenge() {
+        resp.headers_mut()
+            .insert(WWW_AUTHENTICATE, challenge.clone());
     }
-    text_reply(err.status(), err.body())
+    resp
 }
 
 /// A plain-text response.

@@ -1,5 +1,6 @@
 //! A compiled HTTP connection manager (`envoy.filters.network.http_connection_manager`):
-//! codec, limits, timeouts, forwarding headers, access logs and the route table.
+//! codec, limits, timeouts, forwarding headers, access logs, the HTTP filters before
+//! the router, and the route table.
 
 use super::route::RouteTable;
 use crate::access_log::AccessLog;
@@ -65,6 +66,17 @@ pub struct Http2Server {
     pub initial_connection_window_size: Option<u32>,
 }
 
+/// One HTTP filter before the router. Filters run in order and the first that refuses
+/// a request answers it.
+#[derive(Debug)]
+pub enum HttpFilter {
+    /// `envoy.filters.http.jwt_authn`: verifies request tokens, records their payload.
+    Jwt(Box<crate::jwt::JwtAuthn>),
+    /// `envoy.filters.http.rbac`: allows or denies, reading what earlier filters
+    /// recorded.
+    Rbac(super::rbac::HttpRbac),
+}
+
 /// A compiled HTTP connection manager.
 #[derive(Debug)]
 pub struct HttpManager {
@@ -128,8 +140,8 @@ pub struct HttpManager {
     pub suppress_envoy_headers: bool,
     /// `via` header to append.
     pub via: Option<HeaderValue>,
-    /// RBAC filters, in order, before the router.
-    pub rbac: Vec<super::rbac::HttpRbac>,
+    /// The HTTP filters before the router, in their configured order.
+    pub filters: Vec<HttpFilter>,
     /// Metrics.
     pub stats: HttpStats,
 }

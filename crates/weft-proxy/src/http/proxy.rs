@@ -1,6 +1,7 @@
 //! The life of one HTTP request, read top-down: check it, normalize it, set the
-//! forwarding headers, find its route, then answer locally, tunnel, or forward it; finally
-//! shape the response and hand its body the books to close when it ends.
+//! forwarding headers, find its route, run the HTTP filters (JWT, RBAC) in their order,
+//! then answer locally, tunnel, or forward it; finally shape the response and hand its
+//! body the books to close when it ends.
 
 use super::body::{PooledConn, ReplayBody, RequestBody, ResponseBody, StreamEnd, Streamed};
 use super::forward::{self, Outgoing, Target, Upstream};
@@ -9,7 +10,7 @@ use super::headers::{
     X_ORIGINAL_PATH, X_REQUEST_ID, X_UPSTREAM_SERVICE_TIME,
 };
 use super::local_reply;
-use super::manager::{HttpManager, ServerHeader, StripPort};
+use super::manager::{HttpFilter, HttpManager, ServerHeader, StripPort};
 use super::matcher::RequestView;
 use super::route::{
     is_grpc, strip_port, Forward, PathMatch, Route, RouteAction, RouteTable, VirtualHost,
@@ -186,27 +187,48 @@ async fn proxy(
     // The table as it is now: a route update governs the very next request, RBAC
     // overrides included, even on a connection opened before it.
     let table = manager.routes.load_full();
-    let view = RequestView::new(&req, path, authority, scheme);
-    let found = table.virtual_host_index(authority).and_then(|v| {
-        let vh = &table.virtual_hosts[v];
-        let r = vh.routes.iter().position(|r| r.matcher.matches(&view))?;
-        Some((v, r))
-    });
+    let found = {
+        let view = RequestView::new(&req, path, authority, scheme);
+        table.virtual_host_index(authority).and_then(|v| {
+            let vh = &table.virtual_hosts[v];
+            let r = vh.routes.iter().position(|r| r.matcher.matches(&view))?;
+            Some((v, r))
+        })
+    };
     if let Some((v, r)) = found {
         ex.info.route_name = Some(table.virtual_hosts[v].routes[r].name.clone());
     }
-    // Filters run before the router, so a denial wins over "no route".
-    if !manager.rbac.is_empty() {
-        let route = found.map(|(v, r)| {
-            let vh = &table.virtual_hosts[v];
-            (vh, &vh.routes[r])
-        });
-        let input = Input {
-            conn: &conn.downstream,
-            remote: ex.info.client.ip(),
-            request: Some(&view),
-        };
-        super::rbac::check(&manager.rbac, route, &input)?;
+    // Filters run before the router, in order, so a denial wins over "no route".
+    let route = found.map(|(v, r)| {
+        let vh = &table.virtual_hosts[v];
+        (vh, &vh.routes[r])
+    });
+    for filter in &manager.filters {
+        match filter {
+            HttpFilter::Jwt(jwt) => {
+                let requirement = jwt.requirement(&RequestView::new(&req, path, authority, scheme));
+                // Boxed: a check may fetch keys, a large future kept off the common path.
+                Box::pin(jwt.authenticate(
+                    &mut req,
+                    requirement,
+                    scheme,
+                    &conn.downstream,
+                    &mut ex.info.metadata,
+                ))
+                .await
+                .map_err(|denial| ProxyError::JwtDenied(Box::new(denial)))?;
+            }
+            HttpFilter::Rbac(rbac) => {
+                let view = RequestView::new(&req, path, authority, scheme);
+                let input = Input {
+                    conn: &conn.downstream,
+                    remote: ex.info.client.ip(),
+                    request: Some(&view),
+                    metadata: Some(&ex.info.metadata),
+                };
+                rbac.check(route, &input)?;
+            }
+        }
     }
     let (vhost, route_index) = found.ok_or(ProxyError::NoRoute)?;
     let vh = &table.virtual_hosts[vhost];

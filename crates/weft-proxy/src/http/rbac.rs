@@ -1,6 +1,6 @@
 //! The HTTP RBAC filter (`envoy.filters.http.rbac`): runs after the route is chosen and
-//! before the router acts, in the order the filters are configured (Istio: DENY, then
-//! ALLOW); the first denial answers 403 `RBAC: access denied`.
+//! before the router acts, in the order the filters are configured (Istio: the JWT
+//! filter, then DENY, then ALLOW); the first denial answers 403 `RBAC: access denied`.
 //!
 //! A route or virtual host may override a filter with an `RBACPerRoute` under the
 //! filter's name in `typed_per_filter_config`: the route's wins over the virtual
@@ -48,24 +48,28 @@ impl RbacOverrides {
     }
 }
 
-/// Runs `filters` over a request that took `route` (if one matched; without a route no
-/// override applies, as in Envoy).
-pub fn check(
-    filters: &[HttpRbac],
-    route: Option<(&VirtualHost, &Route)>,
-    input: &Input<'_>,
-) -> Result<(), ProxyError> {
-    for f in filters {
+impl HttpRbac {
+    /// Judges a request that took `route` (if one matched; without a route no override
+    /// applies, as in Envoy).
+    pub fn check(
+        &self,
+        route: Option<(&VirtualHost, &Route)>,
+        input: &Input<'_>,
+    ) -> Result<(), ProxyError> {
         let engine = route
-            .and_then(|(vh, r)| r.rbac.get(&f.name).or_else(|| vh.rbac.get(&f.name)))
-            .unwrap_or(f.engine.as_deref());
-        let Some(engine) = engine else { continue };
-        if let Verdict::Deny(policy) = engine.evaluate(input) {
-            tracing::debug!(filter = %f.name, policy, "RBAC denied the request");
-            return Err(ProxyError::AccessDenied(crate::rbac::denied_details(
-                policy,
-            )));
+            .and_then(|(vh, r)| r.rbac.get(&self.name).or_else(|| vh.rbac.get(&self.name)))
+            .unwrap_or(self.engine.as_deref());
+        let Some(engine) = engine else {
+            return Ok(());
+        };
+        match engine.evaluate(input) {
+            Verdict::Allow => Ok(()),
+            Verdict::Deny(policy) => {
+                tracing::debug!(filter = %self.name, policy, "RBAC denied the request");
+                Err(ProxyError::AccessDenied(crate::rbac::denied_details(
+                    policy,
+                )))
+            }
         }
     }
-    Ok(())
 }

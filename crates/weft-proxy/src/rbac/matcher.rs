@@ -4,6 +4,7 @@
 
 use crate::http::matcher::{HeaderMatcher, RequestView, StringMatch};
 use crate::http::route::without_query;
+use crate::metadata::{DynamicMetadata, MetadataMatcher};
 use crate::stream_info::Downstream;
 use std::net::IpAddr;
 
@@ -15,6 +16,9 @@ pub struct Input<'a> {
     pub remote: IpAddr,
     /// The request, for HTTP filters; `None` for network filters.
     pub request: Option<&'a RequestView<'a>>,
+    /// What the request's earlier filters recorded (the JWT filter: the verified
+    /// token); `None` for network filters.
+    pub metadata: Option<&'a DynamicMetadata>,
 }
 
 impl<'a> Input<'a> {
@@ -24,6 +28,7 @@ impl<'a> Input<'a> {
             conn,
             remote: conn.remote.ip(),
             request: None,
+            metadata: None,
         }
     }
 }
@@ -105,6 +110,8 @@ pub enum Permission {
     DestinationPortRange(u32, u32),
     /// `requested_server_name`: the TLS SNI, empty without one.
     RequestedServerName(StringMatch),
+    /// `metadata`: the request's dynamic metadata (HTTP only).
+    Metadata(MetadataMatcher),
 }
 
 impl Permission {
@@ -127,6 +134,7 @@ impl Permission {
             Permission::RequestedServerName(m) => {
                 m.matches(input.conn.server_name.as_deref().unwrap_or(""))
             }
+            Permission::Metadata(m) => input.metadata.is_some_and(|md| m.matches(md)),
         }
     }
 }
@@ -152,6 +160,9 @@ pub enum Principal {
     Header(HeaderMatcher),
     /// `url_path` (HTTP only).
     UrlPath(StringMatch),
+    /// `metadata`: the request's dynamic metadata (HTTP only), e.g. Istio's
+    /// `request.auth.principal` for `requestPrincipals`.
+    Metadata(MetadataMatcher),
 }
 
 impl Principal {
@@ -169,6 +180,7 @@ impl Principal {
             Principal::UrlPath(m) => input
                 .request
                 .is_some_and(|r| m.matches(without_query(r.path))),
+            Principal::Metadata(m) => input.metadata.is_some_and(|md| m.matches(md)),
         }
     }
 }
@@ -280,9 +292,34 @@ mod tests {
             conn: &c,
             remote: "203.0.113.5".parse().expect("ip"),
             request: None,
+            metadata: None,
         };
         assert!(Principal::DirectRemoteIp(cidr("10.0.0.0", 8)).matches(&input));
         assert!(!Principal::RemoteIp(cidr("10.0.0.0", 8)).matches(&input));
         assert!(Principal::RemoteIp(cidr("203.0.113.0", 24)).matches(&input));
+    }
+
+    #[test]
+    fn metadata_principal_reads_the_request_metadata_only() {
+        use crate::metadata::ValueMatch;
+        let principal = Principal::Metadata(MetadataMatcher {
+            filter: "istio_authn".into(),
+            path: vec!["request.auth.principal".into()],
+            value: ValueMatch::String(StringMatch::Exact("iss/alice".into(), false)),
+            invert: false,
+        });
+        let c = conn("127.0.0.1:1", "127.0.0.1:2", None);
+        let mut md = DynamicMetadata::default();
+        md.set("istio_authn", "request.auth.principal", "iss/alice".into());
+        let with = |metadata| Input {
+            conn: &c,
+            remote: c.remote.ip(),
+            request: None,
+            metadata,
+        };
+        assert!(principal.matches(&with(Some(&md))));
+        assert!(!principal.matches(&with(Some(&DynamicMetadata::default()))));
+        // A network filter has no request metadata.
+        assert!(!principal.matches(&Input::connection(&c)));
     }
 }

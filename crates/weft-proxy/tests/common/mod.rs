@@ -1,11 +1,15 @@
 //! Bootstrap YAML for tests: one HTTP listener with the given virtual hosts, and
-//! STATIC clusters pointing at real upstreams.
+//! STATIC clusters pointing at real upstreams; an ADS server, PKI and JWT issuers in
+//! submodules.
 #![allow(dead_code)]
 
 pub mod ads;
+pub mod jwt;
 pub mod pki;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// A STATIC cluster named `name` over `addrs`, with extra cluster fields (YAML lines,
 /// indented by 4).
@@ -61,4 +65,31 @@ pub fn route_all(cluster: &str, action_extra: &str) -> String {
         "            - name: all\n              domains: [\"*\"]\n              routes:\n              - match: {{ prefix: \"/\" }}\n                route: {{ cluster: {cluster}{sep}{action_extra} }}\n",
         sep = if action_extra.is_empty() { "" } else { ", " }
     )
+}
+
+/// A fresh path in the temporary directory for the access log `name` of the test file
+/// `suite`.
+pub fn log_path(suite: &str, name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!(
+        "weft-{suite}-{name}-{}-{}.log",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// Waits (up to 5 s) until the access log at `path` has `lines` lines, removes it and
+/// returns its lines.
+pub fn read_log(path: &Path, lines: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let got: Vec<String> = text.lines().map(str::to_string).collect();
+        if got.len() >= lines || Instant::now() > deadline {
+            let _ = std::fs::remove_file(path);
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
