@@ -23,6 +23,8 @@ use weft_xds::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options, HttpProtocolOptions,
 };
 use weft_xds::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+use weft_xds::pb::envoy::config::core::v3::http_uri::HttpUpstreamType;
+use weft_xds::pb::envoy::extensions::filters::http::jwt_authn::v3 as jwt;
 use weft_xds::{type_url, Resource};
 
 const NETWORKING: &str = concat!(
@@ -1430,6 +1432,28 @@ spec:
   host: db.internal
   subsets: [{name: primary, labels: {role: primary}}]
 ---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt}
+spec:
+  jwtRules:
+  - issuer: issuer-a
+    jwks: '{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}'
+    forwardOriginalToken: true
+    fromHeaders: [{name: x-jwt, prefix: "Bearer "}]
+  - issuer: issuer-b
+    jwksUri: http://details:9080/jwks.json
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: jwt}
+spec:
+  rules:
+  - from: [{source: {requestPrincipals: ["issuer-a/*"], notRequestPrincipals: ["*/banned"]}}]
+    when:
+    - {key: "request.auth.claims[groups]", values: [admins]}
+    - {key: request.auth.audiences, values: [bookinfo]}
+---
 apiVersion: weft.dev/v1
 kind: Workload
 metadata: {name: legacy-1}
@@ -1806,5 +1830,91 @@ spec:
     assert_eq!(
         san_and_alpn(down.common_tls_context.as_ref().expect("common")).0,
         "prefix spiffe://cluster.local/"
+    );
+}
+
+#[test]
+fn request_authentication_verifies_tokens_before_the_policies() {
+    let resources = parse(
+        "jwt.yaml",
+        r#"
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  jwtRules:
+  - issuer: issuer-b
+    jwksUri: http://details:9080/jwks.json
+  - issuer: issuer-a
+    jwks: '{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}'
+  - issuer: issuer-c
+    jwksUri: https://keys.example.com/jwks.json
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: tokens, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  rules:
+  - from: [{source: {requestPrincipals: ["issuer-a/alice"]}}]
+"#,
+    );
+    let snap = Snapshot::build(1, &resources, &bookinfo_instances());
+    let proxy = sidecar("reviews");
+    let listener: Listener = decode(&one(&snap, &proxy, type_url::LISTENER, "inbound|15006"));
+    let names: Vec<String> = manager(&listener)
+        .http_filters
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "envoy.filters.http.jwt_authn",
+            "envoy.filters.http.rbac",
+            "envoy.filters.http.router"
+        ]
+    );
+    let Some(hcm::http_filter::ConfigType::TypedConfig(any)) =
+        &manager(&listener).http_filters[0].config_type
+    else {
+        panic!("typed config")
+    };
+    let authn = jwt::JwtAuthentication::decode(any.value.as_slice()).expect("jwt_authn");
+    let b = &authn.providers["origins-0"];
+    assert_eq!(b.issuer, "issuer-b");
+    assert_eq!(b.payload_in_metadata, "issuer-b");
+    let Some(jwt::jwt_provider::JwksSourceSpecifier::RemoteJwks(remote)) = &b.jwks_source_specifier
+    else {
+        panic!("remote keys for a mesh service: {b:?}")
+    };
+    let uri = remote.http_uri.as_ref().expect("http_uri");
+    assert_eq!(
+        uri.http_upstream_type,
+        Some(HttpUpstreamType::Cluster(
+            "outbound|9080||details.default.svc.cluster.local".into()
+        ))
+    );
+    assert!(matches!(
+        authn.providers["origins-1"].jwks_source_specifier,
+        Some(jwt::jwt_provider::JwksSourceSpecifier::LocalJwks(_))
+    ));
+    let w = warnings(&snap);
+    assert!(
+        w.iter().any(|w| w.contains("issuer-c") && w.contains("refused")),
+        "an https jwksUri outside the mesh is refused loudly: {w:?}"
+    );
+    // The same configuration, built again, gives the same bytes (providers is a map).
+    let again = Snapshot::build(2, &resources, &bookinfo_instances());
+    assert_eq!(
+        one(&snap, &proxy, type_url::LISTENER, "inbound|15006").body,
+        one(&again, &proxy, type_url::LISTENER, "inbound|15006").body
+    );
+    // requestPrincipals cannot be checked on a TCP port: the ALLOW rule matches nothing.
+    assert!(
+        w.iter()
+            .any(|w| w.contains("tokens") && w.contains("cannot be checked on a TCP port")),
+        "{w:?}"
     );
 }

@@ -8,7 +8,6 @@
 mod common;
 
 use bytes::Bytes;
-use common::jwt::{jwks, now, Issuer, JwksServer};
 use common::{log_path, read_log};
 use http_body_util::Full;
 use serde_json::{json, Value};
@@ -16,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 use weft_proxy::{Proxy, ProxyOptions};
+use weft_test::jwt::{jwks, now, Issuer, JwksServer};
 use weft_test::proxy::{admin_metrics, metric, send, Reply};
 use weft_test::{runtime, TestProxy, Upstream};
 

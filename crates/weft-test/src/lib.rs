@@ -3,6 +3,7 @@
 //! protocol over real sockets.
 
 pub mod grpc;
+pub mod jwt;
 pub mod proxy;
 pub mod tcp;
 pub mod upstream;

@@ -15,6 +15,7 @@
 //! DENY rule keeps the rest (stricter), as Istio does.
 
 use super::envoy;
+use super::request_principal;
 use super::Diagnostics;
 use std::collections::BTreeMap;
 use weft_model::security::authorization_policy::{
@@ -353,11 +354,16 @@ fn field<T>(
     Ok(Some(or(items)))
 }
 
-fn source_principal(s: &Source, trust_domain: &str) -> Result<rbac::Principal, String> {
-    if !s.request_principals.is_empty() || !s.not_request_principals.is_empty() {
-        return Err(
-            "requestPrincipals need RequestAuthentication, which is not supported yet".into(),
-        );
+/// A source's principal; `deny_like` on a TCP port drops what only HTTP can check.
+fn source_principal(
+    s: &Source,
+    trust_domain: &str,
+    http: bool,
+    deny_like: bool,
+) -> Result<rbac::Principal, String> {
+    let has_tokens = !s.request_principals.is_empty() || !s.not_request_principals.is_empty();
+    if has_tokens && !http && !deny_like {
+        return Err("requestPrincipals cannot be checked on a TCP port".into());
     }
     let ok = |p: rbac::Principal| Ok::<_, String>(p);
     let principals = s
@@ -401,6 +407,13 @@ fn source_principal(s: &Source, trust_domain: &str) -> Result<rbac::Principal, S
         field(&s.remote_ip_blocks, |v| ip_id(v, true), or_principals)?,
         field(&s.not_remote_ip_blocks, |v| ip_id(v, true), or_principals)?,
     );
+    if http {
+        let token = |v: &str| ok(request_principal::principal(pattern(v, "")));
+        push(
+            field(&s.request_principals, token, or_principals)?,
+            field(&s.not_request_principals, token, or_principals)?,
+        );
+    }
     Ok(and_principals(ids))
 }
 
@@ -474,6 +487,17 @@ fn condition(c: &Condition, trust_domain: &str, http: bool) -> Result<Checked, S
         let name = name.to_ascii_lowercase();
         return on_request(c, |v| Ok(header_permission(&name, v)));
     }
+    if key.starts_with("request.auth.") {
+        if !http {
+            return Err(format!("{key} cannot be checked on a TCP port"));
+        }
+        // Checked once on a sample value: the key decides whether it is supported.
+        request_principal::condition(key, pattern("*", ""))
+            .ok_or_else(|| format!("condition {key:?} is not supported yet"))??;
+        return on_source(c, |v| {
+            request_principal::condition(key, pattern(v, "")).expect("checked above")
+        });
+    }
     match key {
         "source.principal" => on_source(c, |v| Ok(principal_id(v))),
         "source.namespace" => on_source(c, |v| Ok(namespace_id(trust_domain, v))),
@@ -518,7 +542,7 @@ fn translate_rule(
         let sources = from
             .iter()
             .filter_map(|f| f.source.as_ref())
-            .map(|s| source_principal(s, trust_domain))
+            .map(|s| source_principal(s, trust_domain, http, deny_like))
             .collect::<Result<Vec<_>, String>>()?;
         if !sources.is_empty() {
             principals.push(or_principals(sources));

@@ -7,6 +7,7 @@
 use super::authorization::{self, AuthorizationPolicies, Target};
 use super::envoy::{self, Routes};
 use super::peer_authentication::{self, Decision, PeerAuthentications};
+use super::request_authentication::{self, RequestAuthentications};
 use super::route::{self, RouteContext, Scope};
 use super::services::{is_http2_protocol, is_http_protocol, Service, ServicePort, Services};
 use super::{mtls, Diagnostics, MeshSettings};
@@ -154,6 +155,10 @@ pub struct InboundSecurity<'a> {
     pub peer_authentications: &'a PeerAuthentications,
     /// Every AuthorizationPolicy.
     pub authorization_policies: &'a AuthorizationPolicies,
+    /// Every RequestAuthentication.
+    pub request_authentications: &'a RequestAuthentications,
+    /// The services, which `jwksUri`s may name.
+    pub services: &'a Services,
     /// Trust domain and root namespace.
     pub settings: &'a MeshSettings,
 }
@@ -267,12 +272,22 @@ pub fn sidecar(
             Routes::Inline(Box::new(rc)),
             &["websocket"],
         );
-        let rbac = authorization::http_filters(
-            security.authorization_policies,
-            &security.target(proxy),
+        let target = security.target(proxy);
+        // Istio's order: the token is verified before the policies read it.
+        let mut filters: Vec<_> = request_authentication::http_filter(
+            security.request_authentications,
+            &target,
+            security.services,
             diagnostics,
-        );
-        manager.http_filters.splice(0..0, rbac);
+        )
+        .into_iter()
+        .collect();
+        filters.extend(authorization::http_filters(
+            security.authorization_policies,
+            &target,
+            diagnostics,
+        ));
+        manager.http_filters.splice(0..0, filters);
         let mut l = envoy::http_listener(&listener_name, addr, &manager);
         mtls::secure_inbound(&mut l, mode, &security.settings.trust_domain);
         listeners.push(l);

@@ -16,6 +16,8 @@ pub mod gateway;
 pub mod listener;
 pub mod mtls;
 pub mod peer_authentication;
+pub mod request_authentication;
+pub mod request_principal;
 pub mod route;
 pub mod security_view;
 pub mod services;
@@ -86,6 +88,7 @@ pub struct Snapshot {
     pub settings: MeshSettings,
     peer_authentications: PeerAuthentications,
     authorization_policies: authorization::AuthorizationPolicies,
+    request_authentications: request_authentication::RequestAuthentications,
     rules: BTreeMap<String, (String, DestinationRule)>,
     vss: VirtualServices,
     gateways: Gateways,
@@ -127,6 +130,7 @@ impl Snapshot {
         let mut gateway_vss: GatewayVirtualServices = Vec::new();
         let mut peer_authentications = PeerAuthentications::new();
         let mut authorization_policies = authorization::AuthorizationPolicies::new();
+        let mut request_authentications = request_authentication::RequestAuthentications::new();
         // Resources listed under each host, so that two hosts naming one service
         // (`reviews` and its FQDN) list a VirtualService once.
         let mut listed: BTreeSet<(String, usize)> = BTreeSet::new();
@@ -182,6 +186,10 @@ impl Snapshot {
                     authorization_policies
                         .insert((r.namespace().to_string(), r.name().to_string()), p.clone());
                 }
+                Spec::RequestAuthentication(p) => {
+                    request_authentications
+                        .insert((r.namespace().to_string(), r.name().to_string()), p.clone());
+                }
                 _ => {}
             }
         }
@@ -221,6 +229,7 @@ impl Snapshot {
             settings: settings.clone(),
             peer_authentications,
             authorization_policies,
+            request_authentications,
             rules,
             vss,
             gateways,
@@ -234,6 +243,8 @@ impl Snapshot {
         listener::InboundSecurity {
             peer_authentications: &self.peer_authentications,
             authorization_policies: &self.authorization_policies,
+            request_authentications: &self.request_authentications,
+            services: &self.services,
             settings: &self.settings,
         }
     }

@@ -175,6 +175,10 @@ fn check_jwks(jwks: &str) -> Result<(), String> {
     let value: serde_json::Value =
         serde_json::from_str(jwks).map_err(|e| format!("jwks is not valid JSON: {e}"))?;
     match value.get("keys") {
+        // Proxies refuse a key set they cannot verify anything with.
+        Some(serde_json::Value::Array(keys)) if keys.is_empty() => {
+            Err("jwks has no key: its \"keys\" list is empty".into())
+        }
         Some(serde_json::Value::Array(_)) => Ok(()),
         _ => Err("jwks must be a JSON object with a \"keys\" list".into()),
     }
@@ -205,7 +209,7 @@ jwtRules:
   outputClaimToHeaders: [{header: x-sub, claim: sub}]
   timeout: 5s
 - issuer: inline
-  jwks: '{"keys": []}'
+  jwks: '{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}'
 "#,
         )
         .spec
@@ -223,6 +227,11 @@ jwtRules:
     #[test]
     fn rules() {
         err(K, "jwtRules: [{audiences: [a]}]\n", ".jwtRules[0].issuer");
+        err(
+            K,
+            "jwtRules: [{issuer: a, jwks: '{\"keys\": []}'}]\n",
+            ".jwtRules[0].jwks",
+        );
         err(
             K,
             "jwtRules: [{issuer: a, jwksUri: ftp://x/keys}]\n",

@@ -1,10 +1,9 @@
 //! Bootstrap YAML for tests: one HTTP listener with the given virtual hosts, and
-//! STATIC clusters pointing at real upstreams; an ADS server, PKI and JWT issuers in
-//! submodules.
+//! STATIC clusters pointing at real upstreams; an ADS server and a PKI in submodules
+//! (JWT issuers are in `weft_test::jwt`).
 #![allow(dead_code)]
 
 pub mod ads;
-pub mod jwt;
 pub mod pki;
 
 use std::net::SocketAddr;
