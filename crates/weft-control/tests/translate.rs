@@ -9,12 +9,14 @@ use weft_control::translate::listener::ProxyInfo;
 use weft_control::translate::Snapshot;
 use weft_model::Resource as ModelResource;
 use weft_xds::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use weft_xds::pb::envoy::config::core::v3::http_uri::HttpUpstreamType;
 use weft_xds::pb::envoy::config::core::v3::{
     address, transport_socket, HealthStatus, Node, TransportSocket,
 };
 use weft_xds::pb::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment};
 use weft_xds::pb::envoy::config::listener::v3::{filter, Listener};
 use weft_xds::pb::envoy::config::route::v3 as r;
+use weft_xds::pb::envoy::extensions::filters::http::jwt_authn::v3 as jwt;
 use weft_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use weft_xds::pb::envoy::extensions::transport_sockets::tls::v3::{
     common_tls_context, CommonTlsContext, DownstreamTlsContext, UpstreamTlsContext,
@@ -23,8 +25,6 @@ use weft_xds::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options, HttpProtocolOptions,
 };
 use weft_xds::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
-use weft_xds::pb::envoy::config::core::v3::http_uri::HttpUpstreamType;
-use weft_xds::pb::envoy::extensions::filters::http::jwt_authn::v3 as jwt;
 use weft_xds::{type_url, Resource};
 
 const NETWORKING: &str = concat!(
@@ -1902,7 +1902,8 @@ spec:
     ));
     let w = warnings(&snap);
     assert!(
-        w.iter().any(|w| w.contains("issuer-c") && w.contains("refused")),
+        w.iter()
+            .any(|w| w.contains("issuer-c") && w.contains("refused")),
         "an https jwksUri outside the mesh is refused loudly: {w:?}"
     );
     // The same configuration, built again, gives the same bytes (providers is a map).

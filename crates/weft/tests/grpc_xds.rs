@@ -7,12 +7,15 @@
 //! fails and says so. The client and its backends are
 //! `tests/python/grpc_xds_interop.py`.
 
+mod support;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+use support::{weft, Control, TempDir};
 
 const SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -25,34 +28,9 @@ const CALLS: u32 = 1000;
 /// How long any one step (a process starting, a batch of calls) may take.
 const STEP: Duration = Duration::from_secs(30);
 
-/// A fresh directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let dir =
-            std::env::temp_dir().join(format!("weft-grpc-xds-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the temp dir");
-        TempDir(dir)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A child process that is killed when dropped (also when the test panics), with its
 /// standard output read line by line and its standard error kept in a file.
-struct Proc {
+struct Driven {
     name: &'static str,
     child: Child,
     stdin: Option<ChildStdin>,
@@ -60,8 +38,8 @@ struct Proc {
     log: PathBuf,
 }
 
-impl Proc {
-    fn spawn(name: &'static str, mut command: Command, log: PathBuf) -> Proc {
+impl Driven {
+    fn spawn(name: &'static str, mut command: Command, log: PathBuf) -> Driven {
         let stderr = std::fs::File::create(&log).expect("create a log file");
         let mut child = command
             .stdin(Stdio::piped())
@@ -79,7 +57,7 @@ impl Proc {
                 }
             }
         });
-        Proc {
+        Driven {
             name,
             stdin: child.stdin.take(),
             child,
@@ -122,7 +100,7 @@ impl Proc {
     }
 }
 
-impl Drop for Proc {
+impl Drop for Driven {
     fn drop(&mut self) {
         drop(self.stdin.take());
         let _ = self.child.kill();
@@ -153,73 +131,13 @@ fn require_grpcio() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// `weft control` on free ports: (process, xDS over TLS address, API address, admin
-/// token).
-fn start_control(dir: &TempDir) -> (Proc, String, String, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_weft"));
-    c.arg("control")
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args([
-            "--xds-address",
-            "127.0.0.1:0",
-            "--api-address",
-            "127.0.0.1:0",
-            "--xds-tls-address",
-            "127.0.0.1:0",
-        ])
-        .env_remove("WEFT_STORE");
-    let control = Proc::spawn("weft control", c, dir.join("control.log"));
-    // weft control plane: xDS on 127.0.0.1:PORT, API on http://127.0.0.1:PORT
-    let line = control.line();
-    // xDS over TLS on 127.0.0.1:PORT (trust bundle: PATH)
-    let tls_line = control.line();
-    let xds = tls_line
-        .split("xDS over TLS on ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .unwrap_or_else(|| panic!("no xDS/TLS address in {tls_line:?}"))
-        .to_string();
-    let api = line
-        .split("API on http://")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no API address in {line:?}"))
-        .trim()
-        .to_string();
-    let token = weft_control::control::read_admin_token(&dir.join("data"))
-        .expect("the admin token the control plane wrote");
-    (control, xds, api, token)
-}
-
-/// A join token for `service`, from `weft token create`.
-fn join_token(api: &str, admin: &str, service: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args([
-            "token",
-            "create",
-            "--service",
-            service,
-            "--server",
-            api,
-            "--token",
-            admin,
-        ])
-        .output()
-        .expect("run weft token create");
-    assert!(
-        out.status.success(),
-        "weft token create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// `weft apply -f` of `yaml`, as a user runs it.
-fn apply(dir: &TempDir, api: &str, token: &str, name: &str, yaml: &str) {
+fn apply(dir: &TempDir, control: &Control, name: &str, yaml: &str) {
     let file = dir.join(name);
     std::fs::write(&file, yaml).expect("write the resources");
-    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["apply", "--server", api, "--token", token, "-f"])
+    let out = weft()
+        .args(["apply", "--server", &control.api.to_string()])
+        .args(["--token", &control.token, "-f"])
         .arg(&file)
         .env_remove("WEFT_TOKEN")
         .env_remove("WEFT_CONFIG")
@@ -330,12 +248,12 @@ fn read_log(path: &Path) -> String {
 #[test]
 fn proxyless_grpc_client_follows_a_weighted_split() {
     let grpcio = require_grpcio();
-    let dir = TempDir::new();
-    let (control, xds, api, admin) = start_control(&dir);
+    let dir = TempDir::new("grpc-xds");
+    let control = Control::start(&dir.0, "control", &dir.join("data"), &[]);
 
     let mut serve = python();
     serve.args(["serve", "v1=127.0.0.1", "v1=127.0.0.2", "v2=127.0.0.3"]);
-    let backends = Proc::spawn("backends", serve, dir.join("backends.log"));
+    let backends = Driven::spawn("backends", serve, dir.join("backends.log"));
     let port = backends.json()["port"]
         .as_u64()
         .and_then(|p| u16::try_from(p).ok())
@@ -343,8 +261,7 @@ fn proxyless_grpc_client_follows_a_weighted_split() {
 
     apply(
         &dir,
-        &api,
-        &admin,
+        &control,
         "echo.yaml",
         &format!("{}{SUBSETS}---\n{}", workloads(port), split(80, 20)),
     );
@@ -354,11 +271,11 @@ fn proxyless_grpc_client_follows_a_weighted_split() {
     // Its credential: a join token, read by gRPC's JWT call credentials (gRFC A97),
     // sent over TLS (gRFC A65) to a server whose certificate the mesh's CA signed.
     let token_file = dir.join("token.jwt");
-    std::fs::write(&token_file, join_token(&api, &admin, "echo-client")).expect("write the token");
+    std::fs::write(&token_file, control.join_token("echo-client")).expect("write the token");
     let bootstrap = dir.join("bootstrap.json");
     let bootstrap_json = serde_json::json!({
         "xds_servers": [{
-            "server_uri": xds,
+            "server_uri": control.xds_tls.to_string(),
             "channel_creds": [{"type": "tls", "config": {
                 "ca_certificate_file": dir.join("data").join("ca-roots.pem"),
             }}],
@@ -372,12 +289,12 @@ fn proxyless_grpc_client_follows_a_weighted_split() {
     c.arg("client")
         .env("GRPC_XDS_BOOTSTRAP", &bootstrap)
         .env("GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS", "true");
-    let mut client = Proc::spawn("gRPC client", c, dir.join("client.log"));
-    let context = |client: &Proc| {
+    let mut client = Driven::spawn("gRPC client", c, dir.join("client.log"));
+    let context = |client: &Driven| {
         format!(
             "(grpcio {grpcio})\n--- gRPC client log:\n{}\n--- weft control log:\n{}",
             client.log_tail(),
-            control.log_tail()
+            control.proc.log_text()
         )
     };
 
@@ -429,7 +346,7 @@ fn proxyless_grpc_client_follows_a_weighted_split() {
 
     // The canary is promoted: everything to v2. The client keeps its channel and
     // follows the pushed routes.
-    apply(&dir, &api, &admin, "promote.yaml", &split(0, 100));
+    apply(&dir, &control, "promote.yaml", &split(0, 100));
     client.send(&format!("follow {target} v2@ 50 15"));
     let answer = client.json();
     assert_eq!(

@@ -129,6 +129,8 @@ pub struct Control {
     pub proc: Proc,
     /// xDS address.
     pub xds: SocketAddr,
+    /// xDS over TLS address.
+    pub xds_tls: SocketAddr,
     /// API address.
     pub api: SocketAddr,
     /// The mesh's admin token (from the data directory of the replica that created
@@ -171,6 +173,11 @@ impl Control {
         reader
             .read_line(&mut line)
             .expect("read the control plane's first line");
+        // "xDS over TLS on A (trust bundle: PATH)"
+        let mut tls_line = String::new();
+        reader
+            .read_line(&mut tls_line)
+            .expect("read the control plane's second line");
         // The rest (the admin token at the first start) is read and dropped, so the
         // control plane never writes to a closed pipe.
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
@@ -194,10 +201,17 @@ impl Control {
         };
         let xds = parse("xDS on ");
         let api = parse("API on ");
+        let xds_tls = tls_line
+            .split("xDS over TLS on ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no xDS/TLS address in {tls_line:?}: {}", proc.log_text()));
         let token = weft_control::control::read_admin_token(data_dir).unwrap_or_default();
         Control {
             proc,
             xds,
+            xds_tls,
             api,
             token,
         }
