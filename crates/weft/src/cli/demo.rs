@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 use weft_control::api::types::{
-    ChangeResponse, Document, DocumentsRequest, TokenCreated, TokenRequest,
+    ChangeResponse, Document, DocumentsRequest, ServiceSummary, TokenCreated, TokenRequest,
 };
 use weft_control::client::ApiClient;
 use weft_control::control::{
@@ -140,7 +140,10 @@ async fn demo(
     let mut children = Vec::new();
     let started = start_all(&exe, &client, xds, gateway_port, logs, &mut children).await;
     let ready = match started {
-        Ok(()) => wait_for_product_page(gateway_port, &mut children).await,
+        Ok(()) => match wait_for_instances(&client, &mut children).await {
+            Ok(()) => wait_for_product_page(gateway_port, &mut children).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     let code = match ready {
@@ -264,6 +267,45 @@ async fn start_all(
     spawn(exe, "istio-ingressgateway", &args, &token, logs, children)
 }
 
+/// Fails when a child exited: start-up went wrong.
+fn check_children(children: &mut [Child]) -> anyhow::Result<()> {
+    for c in children.iter_mut() {
+        if let Ok(Some(status)) = c.process.try_wait() {
+            bail!("{} exited ({status}) during start-up", c.name);
+        }
+    }
+    Ok(())
+}
+
+/// Waits until every Bookinfo instance is registered and passes its health check, so
+/// that the banner never shows a mesh still coming up (a round-robin of good pages
+/// can hide a version that is not healthy yet).
+async fn wait_for_instances(client: &ApiClient, children: &mut [Child]) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        check_children(children)?;
+        let services: Vec<ServiceSummary> = client
+            .json(
+                Method::GET,
+                "/api/v1/services?namespace=default",
+                None::<&()>,
+            )
+            .await
+            .unwrap_or_default();
+        let healthy: usize = services.iter().map(|s| s.healthy).sum();
+        if healthy >= SERVICES.len() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "only {healthy} of {} Bookinfo instances became healthy within 60 s",
+                SERVICES.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Waits until the product page, fetched through the gateway, shows reviews.
 async fn wait_for_product_page(port: u16, children: &mut [Child]) -> anyhow::Result<()> {
     let url = SocketAddr::from(([127, 0, 0, 1], port));
@@ -272,11 +314,7 @@ async fn wait_for_product_page(port: u16, children: &mut [Child]) -> anyhow::Res
     // pages in a row mean every version reaches everything it calls.
     let mut good_in_a_row = 0;
     loop {
-        for c in children.iter_mut() {
-            if let Ok(Some(status)) = c.process.try_wait() {
-                bail!("{} exited ({status}) during start-up", c.name);
-            }
-        }
+        check_children(children)?;
         match fetch(url, "/productpage").await {
             Ok(body) if body.contains("Book Reviews") && !body.contains("unavailable") => {
                 good_in_a_row += 1;
