@@ -8,18 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=()
-for tool in nginx haproxy wrk taskset; do
-    command -v "$tool" >/dev/null || packages+=("$tool")
-done
-if ((${#packages[@]})); then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    packages=("${packages[@]/taskset/util-linux}")
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
-fi
-command -v oha >/dev/null || cargo install --locked oha
+. bench/tools.sh
+need_tools nginx haproxy wrk taskset oha
 
 cargo build --release -p weft
 exec python3 bench/proxy_bench.py --weft target/release/weft "$@"

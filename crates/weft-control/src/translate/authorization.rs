@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use weft_model::security::authorization_policy::{
     Action, AuthorizationPolicy, Condition, Operation, Rule, Source,
 };
+use weft_model::security::WorkloadSelector;
 use weft_xds::pb::envoy::config::core::v3::CidrRange;
 use weft_xds::pb::envoy::config::listener::v3::{filter, Filter};
 use weft_xds::pb::envoy::config::rbac::v3 as rbac;
@@ -61,17 +62,21 @@ pub fn selecting<'a>(
     target: &Target<'_>,
 ) -> Vec<(String, &'a str, &'a AuthorizationPolicy)> {
     all.iter()
-        .filter(|((ns, _), p)| {
-            let labels = p.selector.as_ref().map(|s| &s.match_labels);
-            match labels.filter(|l| !l.is_empty()) {
-                Some(l) => {
-                    ns == target.namespace && l.iter().all(|(k, v)| target.labels.get(k) == Some(v))
-                }
-                None => ns == target.namespace || ns == target.root_namespace,
-            }
-        })
+        .filter(|((ns, _), p)| target.is_selected(ns, p.selector.as_ref()))
         .map(|((ns, name), p)| (ns.clone(), name.as_str(), p))
         .collect()
+}
+
+impl Target<'_> {
+    /// Whether a security policy of namespace `ns` with `selector` applies: a selector
+    /// picks workloads of its own namespace by labels; without one, the policy covers
+    /// its namespace, or the whole mesh from the root namespace.
+    pub fn is_selected(&self, ns: &str, selector: Option<&WorkloadSelector>) -> bool {
+        match selector.map(|s| &s.match_labels).filter(|l| !l.is_empty()) {
+            Some(l) => ns == self.namespace && l.iter().all(|(k, v)| self.labels.get(k) == Some(v)),
+            None => ns == self.namespace || ns == self.root_namespace,
+        }
+    }
 }
 
 /// The RBAC rule sets for `target`, in evaluation order; `http` says whether

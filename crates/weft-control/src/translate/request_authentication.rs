@@ -58,15 +58,7 @@ pub fn selecting<'a>(
     target: &Target<'_>,
 ) -> Vec<(String, &'a str, &'a RequestAuthentication)> {
     all.iter()
-        .filter(|((ns, _), p)| {
-            let labels = p.selector.as_ref().map(|s| &s.match_labels);
-            match labels.filter(|l| !l.is_empty()) {
-                Some(l) => {
-                    ns == target.namespace && l.iter().all(|(k, v)| target.labels.get(k) == Some(v))
-                }
-                None => ns == target.namespace || ns == target.root_namespace,
-            }
-        })
+        .filter(|((ns, _), p)| target.is_selected(ns, p.selector.as_ref()))
         .map(|((ns, name), p)| (ns.clone(), name.as_str(), p))
         .collect()
 }
