@@ -8,7 +8,7 @@ use crate::metrics::{type_label, Metrics};
 use crate::proxies::{unix_now, Proxies, ProxyStatus};
 use crate::registrar::Registrar;
 use crate::registry::{Instance, InstancePort};
-use crate::translate::listener::ProxyInfo;
+use crate::translate::listener::{takes_vhds, ProxyInfo};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -107,7 +107,8 @@ impl Source for MeshSource {
         client: &ClientInfo,
         _metadata: &tonic::metadata::MetadataMap,
     ) -> Result<Arc<dyn View>, Status> {
-        let proxy = ProxyInfo::from_node(&client.node);
+        let mut proxy = ProxyInfo::from_node(&client.node);
+        proxy.vhds = takes_vhds(&client.node, &proxy.role, client.delta);
         let id = client.node.id.clone();
         // A workload's token lets it be that workload and no other.
         if let Some(principal) = client.principal.as_deref().filter(|p| *p != ADMIN) {

@@ -109,6 +109,7 @@ fn sidecar(service: &str) -> ProxyInfo {
         ],
         outbound_port: Some(15001),
         gateway_ports: Vec::new(),
+        vhds: false,
     }
 }
 
@@ -122,6 +123,7 @@ fn ingress_gateway(ports: &[(u16, u16)]) -> ProxyInfo {
         ports: Vec::new(),
         outbound_port: None,
         gateway_ports: ports.to_vec(),
+        vhds: false,
     }
 }
 
@@ -1555,6 +1557,21 @@ fn assert_proxy_accepts(snap: &Snapshot, proxy: &ProxyInfo) -> usize {
         check(type_url::ROUTE_CONFIGURATION, r, &names);
         configs.push(decode(r));
     }
+    // VHDS: the virtual hosts of the route configurations that take them.
+    let vhosts = snap.resources_for(proxy, type_url::VIRTUAL_HOST, Some(&rds));
+    assert_eq!(
+        configs.iter().any(|rc| rc.vhds.is_some()),
+        !vhosts.is_empty(),
+        "virtual hosts over VHDS exactly when a route configuration asks for them"
+    );
+    for v in &vhosts {
+        check(type_url::VIRTUAL_HOST, v, &names);
+        configs.push(r::RouteConfiguration {
+            name: v.name.clone(),
+            virtual_hosts: vec![decode(v)],
+            ..Default::default()
+        });
+    }
     for rc in &configs {
         for vh in &rc.virtual_hosts {
             for route in &vh.routes {
@@ -1571,7 +1588,7 @@ fn assert_proxy_accepts(snap: &Snapshot, proxy: &ProxyInfo) -> usize {
             }
         }
     }
-    clusters.len() + assignments.len() + listeners.len() + routes.len()
+    clusters.len() + assignments.len() + listeners.len() + routes.len() + vhosts.len()
 }
 
 #[test]
@@ -1585,6 +1602,10 @@ fn weft_proxy_accepts_everything_translated() {
             ..sidecar("client")
         },
         ingress_gateway(&[(8080, 0), (8081, 0), (8082, 0)]),
+        ProxyInfo {
+            vhds: true,
+            ..sidecar("productpage")
+        },
     ];
     for p in &proxies {
         let n = assert_proxy_accepts(&snap, p);
@@ -1608,6 +1629,117 @@ fn weft_proxy_accepts_everything_translated() {
             assert_proxy_accepts(&snap, p);
         }
     }
+}
+
+#[test]
+fn vhds_is_for_delta_sidecars_that_take_it() {
+    use weft_control::translate::listener::{takes_vhds, VHDS_CLIENT_FEATURE};
+    let weft = Node {
+        user_agent_name: "weft".into(),
+        client_features: vec![VHDS_CLIENT_FEATURE.into()],
+        ..Default::default()
+    };
+    let envoy = Node {
+        user_agent_name: "envoy".into(),
+        ..Default::default()
+    };
+    let older = Node {
+        user_agent_name: "weft".into(),
+        ..Default::default()
+    };
+    assert!(takes_vhds(&weft, "sidecar", true));
+    assert!(takes_vhds(&envoy, "sidecar", true));
+    // Envoy takes VHDS over delta only; a proxy that does not say it takes it, and
+    // gateways and gRPC clients, keep whole route configurations.
+    assert!(!takes_vhds(&weft, "sidecar", false));
+    assert!(!takes_vhds(&envoy, "sidecar", false));
+    assert!(!takes_vhds(&older, "sidecar", true));
+    assert!(!takes_vhds(&weft, "gateway", true));
+    assert!(!takes_vhds(&weft, "proxyless", true));
+}
+
+/// The outbound virtual hosts of a VHDS sidecar: its route configuration holds none,
+/// each comes as a resource of its own, equal to the one a whole route configuration
+/// holds, and a VirtualService changes only its service's virtual host.
+#[test]
+fn vhds_sends_outbound_virtual_hosts_one_by_one() {
+    let resources = example("destination-rule-all.yaml");
+    let before = Snapshot::build(1, &resources, &bookinfo_instances());
+    let classic = sidecar("productpage");
+    let vhds = ProxyInfo {
+        vhds: true,
+        ..sidecar("productpage")
+    };
+    let names = BTreeSet::from(["outbound|default".to_string()]);
+
+    let whole = route_config(&before, &classic, "outbound|default");
+    assert!(whole.vhds.is_none());
+    assert!(whole.virtual_hosts.len() >= 4, "{:?}", whole.virtual_hosts);
+    assert!(before
+        .resources_for(&classic, type_url::VIRTUAL_HOST, Some(&names))
+        .is_empty());
+
+    let empty = route_config(&before, &vhds, "outbound|default");
+    assert!(empty.vhds.is_some(), "VHDS asked for");
+    assert!(empty.virtual_hosts.is_empty());
+    let vhosts = before.resources_for(&vhds, type_url::VIRTUAL_HOST, Some(&names));
+    assert_eq!(vhosts.len(), whole.virtual_hosts.len());
+    for (res, want) in vhosts.iter().zip(&whole.virtual_hosts) {
+        let got: r::VirtualHost = decode(res);
+        assert_eq!(res.name, format!("outbound|default/{}", want.name));
+        assert_eq!(
+            got.name, res.name,
+            "the resource's name is the virtual host's"
+        );
+        assert_eq!(
+            r::VirtualHost {
+                name: want.name.clone(),
+                ..got
+            },
+            *want
+        );
+    }
+    // Without names: the proxy's own namespace's.
+    assert_eq!(
+        before
+            .resources_for(&vhds, type_url::VIRTUAL_HOST, None)
+            .len(),
+        vhosts.len()
+    );
+
+    // A VirtualService for reviews: only reviews' virtual host changes.
+    let mut changed = resources.clone();
+    changed.extend(example("virtual-service-reviews-v3.yaml"));
+    let after = Snapshot::build(2, &changed, &bookinfo_instances());
+    let later = after.resources_for(&vhds, type_url::VIRTUAL_HOST, Some(&names));
+    assert_eq!(later.len(), vhosts.len());
+    let differ: Vec<&str> = vhosts
+        .iter()
+        .zip(&later)
+        .filter(|(a, b)| a.version != b.version)
+        .map(|(a, _)| a.name.as_str())
+        .collect();
+    assert_eq!(
+        differ,
+        vec!["outbound|default/reviews.default.svc.cluster.local:9080"]
+    );
+    // ... and the route configuration itself does not change at all.
+    assert_eq!(
+        one(
+            &before,
+            &vhds,
+            type_url::ROUTE_CONFIGURATION,
+            "outbound|default"
+        )
+        .version,
+        one(
+            &after,
+            &vhds,
+            type_url::ROUTE_CONFIGURATION,
+            "outbound|default"
+        )
+        .version
+    );
 }
 
 #[test]

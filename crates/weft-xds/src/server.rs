@@ -311,12 +311,14 @@ impl<S: Source> AdsServer<S> {
 }
 
 /// Order in which types are pushed after a change: clusters before their endpoints,
-/// listeners before their routes ("make before break").
-const PUSH_ORDER: [&str; 5] = [
+/// listeners before their routes, route configurations before their virtual hosts
+/// ("make before break").
+const PUSH_ORDER: [&str; 6] = [
     type_url::CLUSTER,
     type_url::CLUSTER_LOAD_ASSIGNMENT,
     type_url::LISTENER,
     type_url::ROUTE_CONFIGURATION,
+    type_url::VIRTUAL_HOST,
     type_url::SECRET,
 ];
 
@@ -441,7 +443,7 @@ async fn sotw_push_held(
     types: &mut HashMap<String, SotwType>,
     tx: &mpsc::Sender<Outgoing>,
 ) -> Result<(), ()> {
-    for t in [type_url::LISTENER, type_url::ROUTE_CONFIGURATION] {
+    for t in warming::ROUTING {
         sotw_push(view, types, t, false, tx).await?;
     }
     Ok(())
@@ -677,7 +679,7 @@ async fn delta_push_held(
     types: &mut HashMap<String, DeltaType>,
     tx: &mpsc::Sender<Outgoing>,
 ) -> Result<(), ()> {
-    for t in [type_url::LISTENER, type_url::ROUTE_CONFIGURATION] {
+    for t in warming::ROUTING {
         delta_push(view, types, t, tx).await?;
     }
     Ok(())

@@ -11,6 +11,7 @@ use weft_xds::pb::envoy::config::cluster::v3::{cluster, Cluster};
 use weft_xds::pb::envoy::config::core::v3::Node;
 use weft_xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use weft_xds::pb::envoy::config::listener::v3::Listener;
+use weft_xds::pb::envoy::config::route::v3::VirtualHost;
 use weft_xds::server::{AdsServer, ClientInfo, Source, Subscription, View};
 use weft_xds::{type_url, Resource};
 
@@ -156,6 +157,19 @@ impl Handler for Recorder {
                         .push(format!("listener:{}", l.name));
                 }
             }
+            type_url::VIRTUAL_HOST => {
+                let list = match update {
+                    Update::Full(list) => list,
+                    Update::Delta { changed, .. } => changed.into_iter().map(|(_, a)| a).collect(),
+                };
+                for any in list {
+                    let v = VirtualHost::decode(any.value.as_slice()).map_err(|e| e.to_string())?;
+                    self.log
+                        .lock()
+                        .expect("lock")
+                        .push(format!("vhost:{}", v.name));
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -175,6 +189,10 @@ impl Handler for Recorder {
             (
                 type_url::CLUSTER_LOAD_ASSIGNMENT,
                 Subscription::Names(names),
+            ),
+            (
+                type_url::VIRTUAL_HOST,
+                Subscription::Names(BTreeSet::from(["routes/to-d".to_string()])),
             ),
         ]
     }
@@ -333,8 +351,9 @@ async fn scenario(protocol: Protocol) {
     );
     assert!(!source.acks.lock().expect("lock").is_empty());
 
-    // A new EDS cluster and a listener that uses it, in one change: the listener waits
-    // until the client has subscribed to the cluster's endpoints and received them.
+    // A new EDS cluster and a listener and a virtual host that use it, in one change:
+    // they wait until the client has subscribed to the cluster's endpoints and received
+    // them.
     source.set_all(vec![
         (type_url::CLUSTER, vec![cluster("a", 2), eds_cluster("d")]),
         (
@@ -342,13 +361,21 @@ async fn scenario(protocol: Protocol) {
             vec![cla("a"), cla("b"), cla("c"), cla("d")],
         ),
         (type_url::LISTENER, vec![listener_named("to-d")]),
+        (
+            type_url::VIRTUAL_HOST,
+            vec![Resource::new(
+                "routes/to-d",
+                &VirtualHost {
+                    name: "routes/to-d".into(),
+                    ..Default::default()
+                },
+            )],
+        ),
     ]);
     let log = recorder.log.clone();
-    eventually("the listener", || {
-        log.lock()
-            .expect("lock")
-            .iter()
-            .any(|e| e == "listener:to-d")
+    eventually("the listener and the virtual host", || {
+        let log = log.lock().expect("lock");
+        log.iter().any(|e| e == "listener:to-d") && log.iter().any(|e| e == "vhost:routes/to-d")
     })
     .await;
     let log = log.lock().expect("lock").clone();
@@ -356,6 +383,10 @@ async fn scenario(protocol: Protocol) {
     assert!(
         at("endpoints:d") < at("listener:to-d") && at("endpoints:d").is_some(),
         "endpoints before the listener that routes to them: {log:?}"
+    );
+    assert!(
+        at("endpoints:d") < at("vhost:routes/to-d"),
+        "endpoints before the virtual host that routes to them: {log:?}"
     );
 }
 

@@ -91,6 +91,9 @@ pub struct Snapshot {
     gateways: Gateways,
     gateway_vss: GatewayVirtualServices,
     routes: Mutex<BTreeMap<String, Arc<Resource>>>,
+    /// The outbound route configurations' virtual hosts as VHDS resources, by route
+    /// configuration name, built on first use.
+    vhosts: Mutex<BTreeMap<String, Arc<[Arc<Resource>]>>>,
     /// What was left out.
     pub diagnostics: Mutex<Diagnostics>,
 }
@@ -226,6 +229,7 @@ impl Snapshot {
             gateways,
             gateway_vss,
             routes: Mutex::new(BTreeMap::new()),
+            vhosts: Mutex::new(BTreeMap::new()),
             diagnostics: Mutex::new(diagnostics),
         }
     }
@@ -284,6 +288,48 @@ impl Snapshot {
         drop(routes);
         self.keep(diagnostics);
         Some(resource)
+    }
+
+    /// The virtual hosts of the outbound route configuration `name` (`outbound|NS`) as
+    /// VHDS resources, each named `outbound|NS/HOST:PORT` (Envoy's naming: the route
+    /// configuration, a slash, the virtual host), built on first use.
+    fn outbound_vhosts(&self, name: &str) -> Option<Arc<[Arc<Resource>]>> {
+        let namespace = name.strip_prefix("outbound|")?;
+        let mut vhosts = self.vhosts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = vhosts.get(name) {
+            return Some(v.clone());
+        }
+        let mut diagnostics = Diagnostics::default();
+        let rc = listener::outbound_routes(
+            &self.route_context(),
+            &self.vss,
+            namespace,
+            &mut diagnostics,
+        );
+        let list: Arc<[Arc<Resource>]> = rc
+            .virtual_hosts
+            .into_iter()
+            .map(|mut vh| {
+                vh.name = listener::vhds_name(name, &vh.name);
+                Arc::new(Resource::new(vh.name.clone(), &vh))
+            })
+            .collect();
+        vhosts.insert(name.to_string(), list.clone());
+        drop(vhosts);
+        self.keep(diagnostics);
+        Some(list)
+    }
+
+    /// A route configuration for a proxy: the outbound ones without their virtual hosts
+    /// for a proxy that takes them over VHDS.
+    fn route_for(&self, proxy: &ProxyInfo, name: &str) -> Option<Arc<Resource>> {
+        if proxy.vhds {
+            if let Some(namespace) = name.strip_prefix("outbound|") {
+                let rc = listener::outbound_routes_vhds(namespace);
+                return Some(Arc::new(Resource::new(name, &rc)));
+            }
+        }
+        self.route(name)
     }
 
     /// The resources of `type_url` a proxy sees, limited to `names` when given.
@@ -365,7 +411,10 @@ impl Snapshot {
                 None => self.endpoints.values().cloned().collect(),
             },
             type_url::ROUTE_CONFIGURATION => match names {
-                Some(names) => names.iter().filter_map(|n| self.route(n)).collect(),
+                Some(names) => names
+                    .iter()
+                    .filter_map(|n| self.route_for(proxy, n))
+                    .collect(),
                 None if proxy.role == "gateway" => {
                     let mut d = Diagnostics::default();
                     let out = gateway::route_names(proxy, &self.gateways, &mut d)
@@ -376,10 +425,26 @@ impl Snapshot {
                     out
                 }
                 None => self
-                    .route(&listener::outbound_routes_name(&proxy.namespace))
+                    .route_for(proxy, &listener::outbound_routes_name(&proxy.namespace))
                     .into_iter()
                     .collect(),
             },
+            // VHDS: a subscription names route configurations (Envoy subscribes to the
+            // route configuration's name and expects every virtual host under it).
+            // Names of single virtual hosts (`ROUTE_CONFIGURATION/HOST`, Envoy's on-demand
+            // lookups) find nothing: every virtual host is sent up front.
+            type_url::VIRTUAL_HOST if proxy.vhds => {
+                let own = [listener::outbound_routes_name(&proxy.namespace)];
+                let names: Vec<&String> = match names {
+                    Some(names) => names.iter().collect(),
+                    None => own.iter().collect(),
+                };
+                names
+                    .into_iter()
+                    .filter_map(|n| self.outbound_vhosts(n))
+                    .flat_map(|list| list.iter().cloned().collect::<Vec<_>>())
+                    .collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -468,6 +533,7 @@ impl ProxyInfo {
                 .iter()
                 .filter_map(gateway_port)
                 .collect(),
+            vhds: false,
         }
     }
 }

@@ -42,8 +42,14 @@ impl View for V {
             .get(t)
             .cloned()
             .unwrap_or_default();
+        // VHDS subscribes to route configuration names: each names every virtual host
+        // under it (`ROUTE_CONFIGURATION/VIRTUAL_HOST`).
+        let vhds = t == weft_xds::type_url::VIRTUAL_HOST;
+        let wanted = |n: &BTreeSet<String>, name: &str| {
+            n.contains(name) || (vhds && name.split_once('/').is_some_and(|(rc, _)| n.contains(rc)))
+        };
         all.into_iter()
-            .filter(|r| names.is_none_or(|n| n.contains(&r.name)))
+            .filter(|r| names.is_none_or(|n| wanted(n, &r.name)))
             .collect()
     }
     fn changes(&self) -> watch::Receiver<u64> {
