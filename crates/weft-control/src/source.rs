@@ -9,13 +9,13 @@ use crate::proxies::{unix_now, Proxies, ProxyStatus};
 use crate::registrar::Registrar;
 use crate::registry::{Instance, InstancePort};
 use crate::translate::listener::{takes_vhds, ProxyInfo};
-use std::collections::BTreeSet;
+use crate::translate::ProxyCache;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tonic::Status;
-use weft_xds::server::{Authenticating, ClientInfo, Pushed, Source, View};
+use weft_xds::server::{Authenticating, ClientInfo, NameSet, Names, Pushed, Source, View};
 use weft_xds::Resource;
 
 /// Serves the mesh to xDS clients.
@@ -183,6 +183,7 @@ impl Source for MeshSource {
             stream: client.stream_id,
             node: id,
             proxy,
+            cache: ProxyCache::default(),
             mesh: self.mesh.clone(),
             proxies: self.proxies.clone(),
             registrar: self.registrar.clone(),
@@ -200,6 +201,8 @@ struct ProxyView {
     stream: u64,
     node: String,
     proxy: ProxyInfo,
+    /// Its own resources, kept across snapshots.
+    cache: ProxyCache,
     mesh: Arc<Mesh>,
     proxies: Arc<Proxies>,
     registrar: Arc<Registrar>,
@@ -214,11 +217,13 @@ struct ProxyView {
 }
 
 impl View for ProxyView {
-    fn resources(&self, type_url: &str, names: Option<&BTreeSet<String>>) -> Vec<Arc<Resource>> {
-        self.mesh
-            .state()
-            .snapshot
-            .resources_for(&self.proxy, type_url, names)
+    fn resources(&self, type_url: &str, names: Option<&Names>) -> Vec<Arc<Resource>> {
+        self.mesh.state().snapshot.select(
+            &self.proxy,
+            type_url,
+            names.map(|n| n as &dyn NameSet),
+            Some(&self.cache),
+        )
     }
 
     fn changes(&self) -> watch::Receiver<u64> {

@@ -1940,3 +1940,48 @@ spec:
         "prefix spiffe://cluster.local/"
     );
 }
+
+/// A proxy's stream keeps its listeners across snapshots while the policies they are
+/// made from stay the same, and builds them again when those change.
+#[test]
+fn a_proxys_listeners_are_kept_until_its_policies_change() {
+    use weft_control::translate::ProxyCache;
+    let cache = ProxyCache::default();
+    let proxy = sidecar("productpage");
+    let fresh = |snap: &Snapshot| snap.resources_for(&proxy, type_url::LISTENER, None);
+    let kept = |snap: &Snapshot| snap.select(&proxy, type_url::LISTENER, None, Some(&cache));
+    let versions = |list: &[Arc<Resource>]| -> Vec<String> {
+        list.iter()
+            .map(|r| format!("{} {}", r.name, r.version))
+            .collect()
+    };
+
+    let first = Snapshot::build(1, &[], &bookinfo_instances());
+    let a = kept(&first);
+    assert_eq!(versions(&a), versions(&fresh(&first)));
+
+    // Routing changes: the listeners are the very same resources.
+    let second = Snapshot::build(
+        2,
+        &example("destination-rule-all.yaml"),
+        &bookinfo_instances(),
+    );
+    let b = kept(&second);
+    assert!(a.iter().zip(&b).all(|(x, y)| Arc::ptr_eq(x, y)));
+    assert_eq!(versions(&b), versions(&fresh(&second)));
+
+    // mTLS becomes STRICT: they are built again, as a fresh build has them.
+    let strict = parse(
+        "pa.yaml",
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n",
+    );
+    let third = Snapshot::build(3, &strict, &bookinfo_instances());
+    let c = kept(&third);
+    assert_eq!(versions(&c), versions(&fresh(&third)));
+    assert_ne!(versions(&c), versions(&a));
+    // Names still select.
+    let one = BTreeSet::from(["outbound".to_string()]);
+    let selected = third.select(&proxy, type_url::LISTENER, Some(&one), Some(&cache));
+    assert_eq!(selected.len(), 1);
+    assert_eq!(selected[0].name, "outbound");
+}

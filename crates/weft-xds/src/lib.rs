@@ -5,6 +5,8 @@
 pub mod client;
 pub mod ext;
 pub mod json;
+mod names;
+mod requests;
 pub mod resource;
 pub mod server;
 pub mod type_url;

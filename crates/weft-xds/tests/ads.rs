@@ -45,7 +45,11 @@ impl TestSource {
 struct TestView(Arc<TestSource>, watch::Receiver<u64>);
 
 impl View for TestView {
-    fn resources(&self, type_url: &str, names: Option<&BTreeSet<String>>) -> Vec<Arc<Resource>> {
+    fn resources(
+        &self,
+        type_url: &str,
+        names: Option<&weft_xds::server::Names>,
+    ) -> Vec<Arc<Resource>> {
         let all = self
             .0
             .resources

@@ -32,7 +32,39 @@ use weft_model::networking::destination_rule::DestinationRule;
 use weft_model::{Resource as ModelResource, Spec};
 use weft_xds::pb::envoy::config::core::v3::Node;
 use weft_xds::pb::google::protobuf::{value, Struct, Value};
+use weft_xds::server::NameSet;
 use weft_xds::{type_url, Resource};
+
+/// What one proxy's xDS stream keeps from snapshot to snapshot: the resources made
+/// from its own node (listeners, local clusters), built and encoded again only when
+/// what they are made from changes, not for every proxy on every change of the mesh.
+#[derive(Default)]
+pub struct ProxyCache {
+    /// Listeners, with the [`Snapshot`]'s `listener_inputs` they were built from and
+    /// the warnings building them gave.
+    listeners: Mutex<Option<CachedListeners>>,
+    local_clusters: std::sync::OnceLock<Arc<[Arc<Resource>]>>,
+}
+
+type CachedListeners = (u64, Arc<[Arc<Resource>]>, Diagnostics);
+
+impl ProxyCache {
+    fn listeners(
+        &self,
+        inputs: u64,
+        build: impl FnOnce() -> (Arc<[Arc<Resource>]>, Diagnostics),
+    ) -> (Arc<[Arc<Resource>]>, Diagnostics) {
+        let mut cached = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some((at, all, d)) if *at == inputs => (all.clone(), d.clone()),
+            _ => {
+                let (all, d) = build();
+                *cached = Some((inputs, all.clone(), d.clone()));
+                (all, d)
+            }
+        }
+    }
+}
 
 /// Problems found while translating: the configuration still goes out, without the
 /// parts named here.
@@ -91,6 +123,9 @@ pub struct Snapshot {
     gateways: Gateways,
     gateway_vss: GatewayVirtualServices,
     routes: Mutex<BTreeMap<String, Arc<Resource>>>,
+    /// A hash of what a sidecar's listeners are made from besides its own node (the
+    /// security policies and settings): equal in two snapshots, the listeners are too.
+    listener_inputs: u64,
     /// The outbound route configurations' virtual hosts as VHDS resources, by route
     /// configuration name, built on first use.
     vhosts: Mutex<BTreeMap<String, Arc<[Arc<Resource>]>>>,
@@ -215,8 +250,15 @@ impl Snapshot {
                 clusters.insert(c.name.clone(), Arc::new(Resource::new(c.name.clone(), &c)));
             }
         }
+        let listener_inputs = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            format!("{peer_authentications:?}{authorization_policies:?}{settings:?}").hash(&mut h);
+            h.finish()
+        };
         Snapshot {
             version,
+            listener_inputs,
             services,
             clusters,
             endpoints,
@@ -339,7 +381,19 @@ impl Snapshot {
         type_url: &str,
         names: Option<&BTreeSet<String>>,
     ) -> Vec<Arc<Resource>> {
-        let wanted = |n: &str| names.is_none_or(|set| set.contains(n));
+        self.select(proxy, type_url, names.map(|n| n as &dyn NameSet), None)
+    }
+
+    /// [`Snapshot::resources_for`], with the names as any set (an xDS stream's
+    /// subscription), and what the proxy's stream kept from earlier snapshots.
+    pub fn select(
+        &self,
+        proxy: &ProxyInfo,
+        type_url: &str,
+        names: Option<&dyn NameSet>,
+        cache: Option<&ProxyCache>,
+    ) -> Vec<Arc<Resource>> {
+        let wanted = |n: &str| names.is_none_or(|set| set.has(n));
         match type_url {
             type_url::LISTENER if proxy.role == "proxyless" => {
                 let Some(names) = names else {
@@ -347,7 +401,7 @@ impl Snapshot {
                 };
                 let mut d = Diagnostics::default();
                 let out = names
-                    .iter()
+                    .each()
                     .filter_map(|n| {
                         listener::api_listener(
                             &self.route_context(),
@@ -373,14 +427,21 @@ impl Snapshot {
                 out
             }
             type_url::LISTENER => {
-                let mut d = Diagnostics::default();
-                let out = listener::sidecar(proxy, &self.inbound_security(), &mut d)
-                    .into_iter()
-                    .filter(|l| wanted(&l.name))
-                    .map(|l| Arc::new(Resource::new(l.name.clone(), &l)))
-                    .collect();
+                let build = || {
+                    let mut d = Diagnostics::default();
+                    let all: Arc<[Arc<Resource>]> =
+                        listener::sidecar(proxy, &self.inbound_security(), &mut d)
+                            .into_iter()
+                            .map(|l| Arc::new(Resource::new(l.name.clone(), &l)))
+                            .collect();
+                    (all, d)
+                };
+                let (all, d) = match cache {
+                    Some(cache) => cache.listeners(self.listener_inputs, build),
+                    None => build(),
+                };
                 self.keep(d);
-                out
+                all.iter().filter(|l| wanted(&l.name)).cloned().collect()
             }
             type_url::CLUSTER => {
                 let proxyless = proxy.role == "proxyless";
@@ -394,25 +455,30 @@ impl Snapshot {
                     })
                     .collect();
                 if proxy.role == "sidecar" {
-                    out.extend(
+                    let build = || -> Arc<[Arc<Resource>]> {
                         listener::local_clusters(proxy)
                             .into_iter()
-                            .filter(|c| wanted(&c.name))
-                            .map(|c| Arc::new(Resource::new(c.name.clone(), &c))),
-                    );
+                            .map(|c| Arc::new(Resource::new(c.name.clone(), &c)))
+                            .collect()
+                    };
+                    let local = match cache {
+                        Some(cache) => cache.local_clusters.get_or_init(build).clone(),
+                        None => build(),
+                    };
+                    out.extend(local.iter().filter(|c| wanted(&c.name)).cloned());
                 }
                 out
             }
             type_url::CLUSTER_LOAD_ASSIGNMENT => match names {
                 Some(names) => names
-                    .iter()
+                    .each()
                     .filter_map(|n| self.endpoints.get(n).cloned())
                     .collect(),
                 None => self.endpoints.values().cloned().collect(),
             },
             type_url::ROUTE_CONFIGURATION => match names {
                 Some(names) => names
-                    .iter()
+                    .each()
                     .filter_map(|n| self.route_for(proxy, n))
                     .collect(),
                 None if proxy.role == "gateway" => {
@@ -434,10 +500,10 @@ impl Snapshot {
             // Names of single virtual hosts (`ROUTE_CONFIGURATION/HOST`, Envoy's on-demand
             // lookups) find nothing: every virtual host is sent up front.
             type_url::VIRTUAL_HOST if proxy.vhds => {
-                let own = [listener::outbound_routes_name(&proxy.namespace)];
-                let names: Vec<&String> = match names {
-                    Some(names) => names.iter().collect(),
-                    None => own.iter().collect(),
+                let own = listener::outbound_routes_name(&proxy.namespace);
+                let names: Vec<&str> = match names {
+                    Some(names) => names.each().collect(),
+                    None => vec![own.as_str()],
                 };
                 names
                     .into_iter()
