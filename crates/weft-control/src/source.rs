@@ -230,6 +230,14 @@ impl View for ProxyView {
         self.mesh.changes()
     }
 
+    fn generation(&self, type_url: &str, names: Option<&Names>) -> Option<u64> {
+        self.mesh.state().snapshot.generation(
+            &self.proxy,
+            type_url,
+            names.map(|n| n as &dyn NameSet),
+        )
+    }
+
     fn acked(&self, type_url: &str, version: &str) {
         self.metrics.acks.get_or_create(&type_label(type_url)).inc();
         self.proxies.acked(self.stream, type_url, version);

@@ -1985,3 +1985,47 @@ fn a_proxys_listeners_are_kept_until_its_policies_change() {
     assert_eq!(selected.len(), 1);
     assert_eq!(selected[0].name, "outbound");
 }
+
+/// A snapshot's generations move with what each type's resources are made of, and
+/// only then: a stream skips the types a change did not touch.
+#[test]
+fn generations_follow_what_changed() {
+    let proxy = ProxyInfo {
+        vhds: true,
+        ..sidecar("productpage")
+    };
+    let gens = |snap: &Snapshot| -> Vec<Option<u64>> {
+        [
+            type_url::CLUSTER,
+            type_url::CLUSTER_LOAD_ASSIGNMENT,
+            type_url::LISTENER,
+            type_url::VIRTUAL_HOST,
+        ]
+        .iter()
+        .map(|t| snap.generation(&proxy, t, None))
+        .collect()
+    };
+    let rules = example("destination-rule-all.yaml");
+    let base = Snapshot::build(1, &rules, &bookinfo_instances());
+    let same = Snapshot::build(2, &rules, &bookinfo_instances());
+    assert!(gens(&base).iter().all(Option::is_some));
+    assert_eq!(gens(&base), gens(&same), "equal content, equal generations");
+
+    // An instance becomes healthy: endpoints move, clusters and listeners do not.
+    let mut instances = bookinfo_instances();
+    instances[4] = instance("reviews", "v2", 15311, true);
+    let healthier = Snapshot::build(3, &rules, &instances);
+    let (a, b) = (gens(&base), gens(&healthier));
+    assert_ne!(a[1], b[1], "endpoints");
+    assert_eq!((a[0], a[2]), (b[0], b[2]), "clusters and listeners");
+
+    // A VirtualService: the virtual hosts move, endpoints do not.
+    let mut routed = rules.clone();
+    routed.extend(example("virtual-service-reviews-v3.yaml"));
+    let c = gens(&Snapshot::build(4, &routed, &bookinfo_instances()));
+    assert_ne!(a[3], c[3], "virtual hosts");
+    assert_eq!(a[1], c[1], "endpoints");
+    // A gateway's listeners have no generation: its stream always looks.
+    let gw = ingress_gateway(&[(8080, 0)]);
+    assert_eq!(base.generation(&gw, type_url::LISTENER, None), None);
+}

@@ -84,6 +84,13 @@ pub trait View: Send + Sync + 'static {
     fn resources(&self, type_url: &str, names: Option<&Names>) -> Vec<Arc<Resource>>;
     /// Changes (its value is irrelevant) whenever something the client may see changed.
     fn changes(&self) -> watch::Receiver<u64>;
+    /// A number that changes whenever what [`View::resources`] returns for `type_url`
+    /// and `names` may have changed; `None` (the default) when unknown. A stream woken
+    /// by a change skips the types whose generation is the one it last looked at, so
+    /// a change costs each client only the types it touched.
+    fn generation(&self, _type_url: &str, _names: Option<&Names>) -> Option<u64> {
+        None
+    }
     /// The client applied `version` of `type_url`.
     fn acked(&self, type_url: &str, version: &str);
     /// The client rejected `version` of `type_url`.
@@ -358,6 +365,8 @@ struct SotwType {
     /// What the client was last sent of each resource: tells which clusters a push
     /// adds, and which endpoints and routes changed.
     known: HashSet<Known>,
+    /// The [`View::generation`] last looked at after a change.
+    seen: Option<u64>,
 }
 
 /// Whether a state-of-the-world response of `type_url` may carry only what changed.
@@ -412,6 +421,9 @@ async fn sotw_loop(
                     if warming.holds(&t) {
                         continue;
                     }
+                    if sotw_unchanged(&*view, &types, &t) {
+                        continue;
+                    }
                     let Ok(added) = sotw_push(&*view, &mut types, &t, false, &tx).await else {
                         return;
                     };
@@ -422,6 +434,25 @@ async fn sotw_loop(
             }
         }
     }
+}
+
+/// After a change: whether `type_url`'s generation is the one the stream last looked
+/// at, so that there is nothing to do.
+fn sotw_unchanged(view: &dyn View, types: &HashMap<String, SotwType>, type_url: &str) -> bool {
+    let Some(state) = types.get(type_url) else {
+        return true;
+    };
+    let names = state.subscription.as_ref().and_then(Sub::names);
+    state.seen.is_some() && view.generation(type_url, names) == state.seen
+}
+
+/// [`sotw_unchanged`] for delta streams.
+fn delta_unchanged(view: &dyn View, types: &HashMap<String, DeltaType>, type_url: &str) -> bool {
+    let Some(state) = types.get(type_url) else {
+        return true;
+    };
+    let names = (!state.wildcard).then_some(&state.names);
+    state.seen.is_some() && view.generation(type_url, names) == state.seen
 }
 
 /// Whether the client subscribes to the endpoints named `name`.
@@ -476,7 +507,11 @@ async fn sotw_request(
     }
     if !req.response_nonce.is_empty() {
         match &req.error_detail {
-            Some(err) => view.nacked(&req.type_url, &state.version, &err.message),
+            Some(err) => {
+                view.nacked(&req.type_url, &state.version, &err.message);
+                // The next change looks again, whatever it touched.
+                state.seen = None;
+            }
             None => view.acked(&req.type_url, &state.version),
         }
     }
@@ -518,7 +553,10 @@ async fn sotw_push(
     let Some(subscription) = &state.subscription else {
         return Ok(Vec::new());
     };
+    // Read before the resources, so that it is never newer than what they show.
+    let generation = view.generation(type_url, subscription.names());
     let resources = view.resources(type_url, subscription.names());
+    state.seen = generation;
     let version = set_version(&resources);
     if !force && state.sent.as_deref() == Some(version.as_str()) {
         return Ok(Vec::new());
@@ -626,6 +664,8 @@ struct DeltaType {
     /// The [`set_version`] of the resources `known` matched exactly when last
     /// compared; `None` once `known` may differ (NACK, unsubscription).
     synced: Option<String>,
+    /// The [`View::generation`] last looked at after a change.
+    seen: Option<u64>,
 }
 
 async fn delta_loop(
@@ -669,6 +709,9 @@ async fn delta_loop(
                 }
                 for t in ordered_types(types.keys()) {
                     if warming.holds(&t) {
+                        continue;
+                    }
+                    if delta_unchanged(&*view, &types, &t) {
                         continue;
                     }
                     let Ok(added) = delta_push(&*view, &mut types, &t, &tx).await else {
@@ -741,6 +784,7 @@ async fn delta_request(
                 // the next change resends them.
                 state.known.clear();
                 state.synced = None;
+                state.seen = None;
             }
             None => view.acked(&req.type_url, &state.version),
         }
@@ -785,11 +829,11 @@ async fn delta_push(
     let Some(state) = types.get_mut(type_url) else {
         return Ok(Vec::new());
     };
-    let resources = if state.wildcard {
-        view.resources(type_url, None)
-    } else {
-        view.resources(type_url, Some(&state.names))
-    };
+    let names = (!state.wildcard).then_some(&state.names);
+    // Read before the resources, so that it is never newer than what they show.
+    let generation = view.generation(type_url, names);
+    let resources = view.resources(type_url, names);
+    state.seen = generation;
     let version = set_version(&resources);
     // The first answer to a wildcard is sent even when empty: clients wait for it.
     let must_answer = !state.answered && state.wildcard;

@@ -22,9 +22,22 @@ struct TestSource {
     tx: Mutex<Option<watch::Sender<u64>>>,
     nacks: Mutex<Vec<String>>,
     acks: Mutex<Vec<(String, String)>>,
+    /// Per type: bumped by each change of it (`View::generation`).
+    generations: Mutex<BTreeMap<String, u64>>,
+    /// Per type: how often a stream listed its resources.
+    looked: Mutex<BTreeMap<String, usize>>,
 }
 
 impl TestSource {
+    fn looked(&self, type_url: &str) -> usize {
+        self.looked
+            .lock()
+            .expect("lock")
+            .get(type_url)
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn set(&self, type_url: &'static str, resources: Vec<Resource>) {
         self.set_all(vec![(type_url, resources)]);
     }
@@ -34,6 +47,12 @@ impl TestSource {
         let mut all = self.resources.lock().expect("lock");
         for (type_url, resources) in changes {
             all.insert(type_url, resources.into_iter().map(Arc::new).collect());
+            *self
+                .generations
+                .lock()
+                .expect("lock")
+                .entry(type_url.to_string())
+                .or_default() += 1;
         }
         drop(all);
         if let Some(tx) = &*self.tx.lock().expect("lock") {
@@ -50,6 +69,13 @@ impl View for TestView {
         type_url: &str,
         names: Option<&weft_xds::server::Names>,
     ) -> Vec<Arc<Resource>> {
+        *self
+            .0
+            .looked
+            .lock()
+            .expect("lock")
+            .entry(type_url.to_string())
+            .or_default() += 1;
         let all = self
             .0
             .resources
@@ -64,6 +90,17 @@ impl View for TestView {
     }
     fn changes(&self) -> watch::Receiver<u64> {
         self.1.clone()
+    }
+    fn generation(&self, type_url: &str, _names: Option<&weft_xds::server::Names>) -> Option<u64> {
+        Some(
+            self.0
+                .generations
+                .lock()
+                .expect("lock")
+                .get(type_url)
+                .copied()
+                .unwrap_or(0),
+        )
     }
     fn acked(&self, type_url: &str, version: &str) {
         self.0
@@ -298,6 +335,8 @@ async fn scenario(protocol: Protocol) {
     // One assignment changes: only it is sent, in both variants (a state-of-the-world
     // response of endpoints may leave out what did not change).
     recorder.log.lock().expect("lock").clear();
+    let clusters_looked = source.looked(type_url::CLUSTER);
+    let endpoints_looked = source.looked(type_url::CLUSTER_LOAD_ASSIGNMENT);
     let mut changed_a = ClusterLoadAssignment {
         cluster_name: "a".into(),
         ..Default::default()
@@ -318,6 +357,10 @@ async fn scenario(protocol: Protocol) {
         ["endpoints:a"],
         "only what changed"
     );
+    // Woken by the change, the stream looked at the endpoints only: the clusters'
+    // generation had not moved.
+    assert_eq!(source.looked(type_url::CLUSTER), clusters_looked);
+    assert!(source.looked(type_url::CLUSTER_LOAD_ASSIGNMENT) > endpoints_looked);
     source.set(
         type_url::CLUSTER_LOAD_ASSIGNMENT,
         vec![cla("a"), cla("b"), cla("c")],

@@ -35,6 +35,21 @@ use weft_xds::pb::google::protobuf::{value, Struct, Value};
 use weft_xds::server::NameSet;
 use weft_xds::{type_url, Resource};
 
+/// A route configuration's VHDS virtual hosts, and a hash of their names and versions.
+type VirtualHosts = (Arc<[Arc<Resource>]>, u64);
+
+/// A hash of resources' names and versions.
+fn generation<'a>(resources: impl Iterator<Item = &'a Arc<Resource>>) -> u64 {
+    let mut h = xxhash_rust::xxh64::Xxh64::new(0);
+    for r in resources {
+        h.update(r.name.as_bytes());
+        h.update(&[0]);
+        h.update(r.version.as_bytes());
+        h.update(&[0]);
+    }
+    h.digest()
+}
+
 /// What one proxy's xDS stream keeps from snapshot to snapshot: the resources made
 /// from its own node (listeners, local clusters), built and encoded again only when
 /// what they are made from changes, not for every proxy on every change of the mesh.
@@ -128,7 +143,13 @@ pub struct Snapshot {
     listener_inputs: u64,
     /// The outbound route configurations' virtual hosts as VHDS resources, by route
     /// configuration name, built on first use.
-    vhosts: Mutex<BTreeMap<String, Arc<[Arc<Resource>]>>>,
+    vhosts: Mutex<BTreeMap<String, VirtualHosts>>,
+    /// Hashes of the names and versions of all clusters, and of all endpoint
+    /// assignments: [`Snapshot::generation`].
+    cluster_generation: u64,
+    endpoint_generation: u64,
+    /// The endpoint assignments by name, for lookups by a subscription's names.
+    endpoint_index: std::collections::HashMap<String, Arc<Resource>>,
     /// What was left out.
     pub diagnostics: Mutex<Diagnostics>,
 }
@@ -256,9 +277,18 @@ impl Snapshot {
             format!("{peer_authentications:?}{authorization_policies:?}{settings:?}").hash(&mut h);
             h.finish()
         };
+        let cluster_generation = generation(clusters.values().chain(plaintext_clusters.values()));
+        let endpoint_generation = generation(endpoints.values());
+        let endpoint_index = endpoints
+            .iter()
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
         Snapshot {
             version,
             listener_inputs,
+            cluster_generation,
+            endpoint_generation,
+            endpoint_index,
             services,
             clusters,
             endpoints,
@@ -335,7 +365,7 @@ impl Snapshot {
     /// The virtual hosts of the outbound route configuration `name` (`outbound|NS`) as
     /// VHDS resources, each named `outbound|NS/HOST:PORT` (Envoy's naming: the route
     /// configuration, a slash, the virtual host), built on first use.
-    fn outbound_vhosts(&self, name: &str) -> Option<Arc<[Arc<Resource>]>> {
+    fn outbound_vhosts(&self, name: &str) -> Option<VirtualHosts> {
         let namespace = name.strip_prefix("outbound|")?;
         let mut vhosts = self.vhosts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(v) = vhosts.get(name) {
@@ -356,10 +386,45 @@ impl Snapshot {
                 Arc::new(Resource::new(vh.name.clone(), &vh))
             })
             .collect();
-        vhosts.insert(name.to_string(), list.clone());
+        let hash = generation(list.iter());
+        vhosts.insert(name.to_string(), (list.clone(), hash));
         drop(vhosts);
         self.keep(diagnostics);
-        Some(list)
+        Some((list, hash))
+    }
+
+    /// A number that changes whenever what [`Snapshot::select`] returns for a proxy,
+    /// type and names may have changed, where that is cheap to know (`None`
+    /// elsewhere): clusters and endpoints from hashes of all of them, a sidecar's
+    /// listeners from what they are made from, VHDS virtual hosts from hashes of each
+    /// route configuration's.
+    pub fn generation(
+        &self,
+        proxy: &ProxyInfo,
+        type_url: &str,
+        names: Option<&dyn NameSet>,
+    ) -> Option<u64> {
+        match type_url {
+            type_url::CLUSTER => Some(self.cluster_generation),
+            type_url::CLUSTER_LOAD_ASSIGNMENT => Some(self.endpoint_generation),
+            type_url::LISTENER if proxy.role == "sidecar" => Some(self.listener_inputs),
+            type_url::VIRTUAL_HOST if proxy.vhds => {
+                let own = listener::outbound_routes_name(&proxy.namespace);
+                let names: Vec<&str> = match names {
+                    Some(names) => names.each().collect(),
+                    None => vec![own.as_str()],
+                };
+                let mut h = xxhash_rust::xxh64::Xxh64::new(1);
+                for n in names {
+                    h.update(n.as_bytes());
+                    if let Some((_, hash)) = self.outbound_vhosts(n) {
+                        h.update(&hash.to_le_bytes());
+                    }
+                }
+                Some(h.digest())
+            }
+            _ => None,
+        }
     }
 
     /// A route configuration for a proxy: the outbound ones without their virtual hosts
@@ -472,7 +537,7 @@ impl Snapshot {
             type_url::CLUSTER_LOAD_ASSIGNMENT => match names {
                 Some(names) => names
                     .each()
-                    .filter_map(|n| self.endpoints.get(n).cloned())
+                    .filter_map(|n| self.endpoint_index.get(n).cloned())
                     .collect(),
                 None => self.endpoints.values().cloned().collect(),
             },
@@ -505,11 +570,11 @@ impl Snapshot {
                     Some(names) => names.each().collect(),
                     None => vec![own.as_str()],
                 };
-                names
-                    .into_iter()
-                    .filter_map(|n| self.outbound_vhosts(n))
-                    .flat_map(|list| list.iter().cloned().collect::<Vec<_>>())
-                    .collect()
+                let mut out = Vec::new();
+                for (list, _) in names.into_iter().filter_map(|n| self.outbound_vhosts(n)) {
+                    out.extend(list.iter().cloned());
+                }
+                out
             }
             _ => Vec::new(),
         }
