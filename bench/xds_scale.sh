@@ -6,5 +6,6 @@
 set -eu
 cd "$(dirname "$0")/.."
 cargo build --release -p weft
-export OUT="${OUT:-bench/xds-scale-last.json}"
+# cargo runs the bench in its crate directory: the default path is absolute.
+export OUT="${OUT:-$PWD/bench/xds-scale-last.json}"
 exec cargo bench -p weft-control --bench xds_scale

@@ -25,7 +25,10 @@
 //! client is affected by every change: a client counts as having the change once it
 //! accepted an endpoint assignment with the new address or weight (`endpoint`), an
 //! outbound route configuration with the new prefix (`route`), or the new service's
-//! cluster, its endpoint assignment and its virtual host (`service`: all three).
+//! cluster, its endpoint assignment and its virtual host (`service`: all three). Delta
+//! clients list the VHDS client feature, as `weft proxy` does, and so take their
+//! outbound virtual hosts one by one over VHDS: there a virtual host carrying the
+//! prefix or the new service's name counts as the route configuration would.
 //!
 //! Environment: `SERVICES` (1000), `ENDPOINTS` (10), `CLIENTS` (1000), `NAMESPACES`
 //! (10), `CHANGES` (20 per kind), `MODES` (`sotw,delta`), `WEFT_BIN`
@@ -290,6 +293,8 @@ struct SimClient {
     /// Listener name → route configurations it names.
     listeners: HashMap<String, Vec<String>>,
     rds: BTreeSet<String>,
+    /// Takes virtual hosts over VHDS (delta, as a `weft proxy` does).
+    vhds: bool,
     was_up: bool,
     generation: u64,
     satisfied: u64,
@@ -328,7 +333,7 @@ fn rds_names(l: &Listener) -> Vec<String> {
 }
 
 impl SimClient {
-    fn new(index: usize, shared: Arc<Shared>) -> SimClient {
+    fn new(index: usize, shared: Arc<Shared>, vhds: bool) -> SimClient {
         SimClient {
             index,
             shared,
@@ -336,6 +341,7 @@ impl SimClient {
             eds: BTreeSet::new(),
             listeners: HashMap::new(),
             rds: BTreeSet::new(),
+            vhds,
             was_up: false,
             generation: 0,
             satisfied: 0,
@@ -407,7 +413,10 @@ impl SimClient {
             return;
         }
         for (i, m) in exp.markers.iter().enumerate() {
-            if self.satisfied & (1 << i) != 0 || m.type_url != type_url {
+            // A route change reaches a VHDS client as a virtual host.
+            let routes =
+                m.type_url == type_url::ROUTE_CONFIGURATION && type_url == type_url::VIRTUAL_HOST;
+            if self.satisfied & (1 << i) != 0 || (m.type_url != type_url && !routes) {
                 continue;
             }
             let found = match update {
@@ -448,7 +457,7 @@ impl Handler for SimClient {
     }
 
     fn subscriptions(&self) -> Vec<(&'static str, Subscription)> {
-        vec![
+        let mut subs = vec![
             (type_url::CLUSTER, Subscription::Wildcard),
             (
                 type_url::CLUSTER_LOAD_ASSIGNMENT,
@@ -459,7 +468,15 @@ impl Handler for SimClient {
                 type_url::ROUTE_CONFIGURATION,
                 Subscription::Names(self.rds.clone()),
             ),
-        ]
+        ];
+        if self.vhds {
+            // Every virtual host of the route configurations it holds.
+            subs.push((
+                type_url::VIRTUAL_HOST,
+                Subscription::Names(self.rds.clone()),
+            ));
+        }
+        subs
     }
 
     fn connection(&mut self, up: bool) {
@@ -508,7 +525,7 @@ fn node_id(p: &Params, c: usize) -> String {
 }
 
 /// The node a `weft proxy` sidecar of client `c`'s service sends (what
-/// `SidecarSpec::bootstrap_yaml` writes).
+/// `SidecarSpec::bootstrap_yaml` writes; a `weft proxy` adds the VHDS client feature).
 fn sidecar_node(p: &Params, c: usize) -> Node {
     let s = c % p.services;
     let service = service_name(s);
@@ -552,6 +569,7 @@ fn sidecar_node(p: &Params, c: usize) -> Node {
         id: node_id(p, c),
         cluster: service,
         metadata: Some(metadata),
+        client_features: vec![weft_control::translate::listener::VHDS_CLIENT_FEATURE.to_string()],
         ..Default::default()
     }
 }
@@ -794,7 +812,7 @@ impl Metrics {
 
     /// `NAME{type="T"}` for each xDS type.
     fn by_type(&self, name: &str) -> BTreeMap<String, f64> {
-        ["cds", "eds", "lds", "rds"]
+        TYPES
             .into_iter()
             .map(|t| (t.to_string(), self.get(&format!("{name}{{type=\"{t}\"}}"))))
             .collect()
@@ -812,6 +830,8 @@ fn diff(after: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>) -> BTreeM
         .collect()
 }
 
+/// The xDS types' metric labels.
+const TYPES: [&str; 5] = ["cds", "eds", "lds", "rds", "vhds"];
 const PUSHES: &str = "weft_control_xds_pushes_total";
 const BYTES: &str = "weft_control_xds_pushed_bytes_total";
 const RESOURCES: &str = "weft_control_xds_pushed_resources_total";
@@ -1088,7 +1108,7 @@ async fn run_mode(p: &Params, mode: Protocol) -> ModeResult {
             token: Some(cp.token.clone()),
             max_backoff: Duration::from_secs(2),
         };
-        let handler = SimClient::new(c, shared.clone());
+        let handler = SimClient::new(c, shared.clone(), mode == Protocol::Delta);
         clients.push(tokio::spawn(weft_xds::client::run(config, handler)));
         // A 1,000-sidecar fleet connecting within about a second.
         if c % 10 == 9 {
@@ -1122,7 +1142,7 @@ async fn run_mode(p: &Params, mode: Protocol) -> ModeResult {
             .expect("GET /api/v1/proxies");
         let synced = proxies.len() == p.clients
             && proxies.iter().all(|x| {
-                x.types.len() == 4
+                x.types.len() >= 4
                     && x.types
                         .values()
                         .all(|t| t.sent == t.acked && !t.sent.is_empty())
@@ -1330,7 +1350,7 @@ fn print_report(p: &Params, results: &[ModeResult]) {
             let bytes = mean(cs.iter().map(|c| c.bytes.values().sum()));
             let resources = mean(cs.iter().map(|c| c.resources.values().sum()));
             let responses = mean(cs.iter().map(|c| c.responses.values().sum()));
-            let by_type: Vec<String> = ["cds", "eds", "lds", "rds"]
+            let by_type: Vec<String> = TYPES
                 .iter()
                 .map(|t| {
                     let b = mean(cs.iter().map(|c| c.bytes.get(*t).copied().unwrap_or(0.0)));

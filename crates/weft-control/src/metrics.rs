@@ -181,6 +181,7 @@ pub fn short_type(type_url: &str) -> &'static str {
         weft_xds::type_url::CLUSTER_LOAD_ASSIGNMENT => "eds",
         weft_xds::type_url::LISTENER => "lds",
         weft_xds::type_url::ROUTE_CONFIGURATION => "rds",
+        weft_xds::type_url::VIRTUAL_HOST => "vhds",
         weft_xds::type_url::SECRET => "sds",
         _ => "other",
     }

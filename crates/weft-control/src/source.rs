@@ -8,14 +8,14 @@ use crate::metrics::{type_label, Metrics};
 use crate::proxies::{unix_now, Proxies, ProxyStatus};
 use crate::registrar::Registrar;
 use crate::registry::{Instance, InstancePort};
-use crate::translate::listener::ProxyInfo;
-use std::collections::BTreeSet;
+use crate::translate::listener::{takes_vhds, ProxyInfo};
+use crate::translate::ProxyCache;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tonic::Status;
-use weft_xds::server::{Authenticating, ClientInfo, Pushed, Source, View};
+use weft_xds::server::{Authenticating, ClientInfo, NameSet, Names, Pushed, Source, View};
 use weft_xds::Resource;
 
 /// Serves the mesh to xDS clients.
@@ -107,7 +107,8 @@ impl Source for MeshSource {
         client: &ClientInfo,
         _metadata: &tonic::metadata::MetadataMap,
     ) -> Result<Arc<dyn View>, Status> {
-        let proxy = ProxyInfo::from_node(&client.node);
+        let mut proxy = ProxyInfo::from_node(&client.node);
+        proxy.vhds = takes_vhds(&client.node, &proxy.role, client.delta);
         let id = client.node.id.clone();
         // A workload's token lets it be that workload and no other.
         if let Some(principal) = client.principal.as_deref().filter(|p| *p != ADMIN) {
@@ -182,6 +183,7 @@ impl Source for MeshSource {
             stream: client.stream_id,
             node: id,
             proxy,
+            cache: ProxyCache::default(),
             mesh: self.mesh.clone(),
             proxies: self.proxies.clone(),
             registrar: self.registrar.clone(),
@@ -199,6 +201,8 @@ struct ProxyView {
     stream: u64,
     node: String,
     proxy: ProxyInfo,
+    /// Its own resources, kept across snapshots.
+    cache: ProxyCache,
     mesh: Arc<Mesh>,
     proxies: Arc<Proxies>,
     registrar: Arc<Registrar>,
@@ -213,15 +217,25 @@ struct ProxyView {
 }
 
 impl View for ProxyView {
-    fn resources(&self, type_url: &str, names: Option<&BTreeSet<String>>) -> Vec<Arc<Resource>> {
-        self.mesh
-            .state()
-            .snapshot
-            .resources_for(&self.proxy, type_url, names)
+    fn resources(&self, type_url: &str, names: Option<&Names>) -> Vec<Arc<Resource>> {
+        self.mesh.state().snapshot.select(
+            &self.proxy,
+            type_url,
+            names.map(|n| n as &dyn NameSet),
+            Some(&self.cache),
+        )
     }
 
     fn changes(&self) -> watch::Receiver<u64> {
         self.mesh.changes()
+    }
+
+    fn generation(&self, type_url: &str, names: Option<&Names>) -> Option<u64> {
+        self.mesh.state().snapshot.generation(
+            &self.proxy,
+            type_url,
+            names.map(|n| n as &dyn NameSet),
+        )
     }
 
     fn acked(&self, type_url: &str, version: &str) {

@@ -111,6 +111,7 @@ fn sidecar(service: &str) -> ProxyInfo {
         ],
         outbound_port: Some(15001),
         gateway_ports: Vec::new(),
+        vhds: false,
     }
 }
 
@@ -124,6 +125,7 @@ fn ingress_gateway(ports: &[(u16, u16)]) -> ProxyInfo {
         ports: Vec::new(),
         outbound_port: None,
         gateway_ports: ports.to_vec(),
+        vhds: false,
     }
 }
 
@@ -1579,6 +1581,21 @@ fn assert_proxy_accepts(snap: &Snapshot, proxy: &ProxyInfo) -> usize {
         check(type_url::ROUTE_CONFIGURATION, r, &names);
         configs.push(decode(r));
     }
+    // VHDS: the virtual hosts of the route configurations that take them.
+    let vhosts = snap.resources_for(proxy, type_url::VIRTUAL_HOST, Some(&rds));
+    assert_eq!(
+        configs.iter().any(|rc| rc.vhds.is_some()),
+        !vhosts.is_empty(),
+        "virtual hosts over VHDS exactly when a route configuration asks for them"
+    );
+    for v in &vhosts {
+        check(type_url::VIRTUAL_HOST, v, &names);
+        configs.push(r::RouteConfiguration {
+            name: v.name.clone(),
+            virtual_hosts: vec![decode(v)],
+            ..Default::default()
+        });
+    }
     for rc in &configs {
         for vh in &rc.virtual_hosts {
             for route in &vh.routes {
@@ -1595,7 +1612,7 @@ fn assert_proxy_accepts(snap: &Snapshot, proxy: &ProxyInfo) -> usize {
             }
         }
     }
-    clusters.len() + assignments.len() + listeners.len() + routes.len()
+    clusters.len() + assignments.len() + listeners.len() + routes.len() + vhosts.len()
 }
 
 #[test]
@@ -1609,6 +1626,10 @@ fn weft_proxy_accepts_everything_translated() {
             ..sidecar("client")
         },
         ingress_gateway(&[(8080, 0), (8081, 0), (8082, 0)]),
+        ProxyInfo {
+            vhds: true,
+            ..sidecar("productpage")
+        },
     ];
     for p in &proxies {
         let n = assert_proxy_accepts(&snap, p);
@@ -1632,6 +1653,117 @@ fn weft_proxy_accepts_everything_translated() {
             assert_proxy_accepts(&snap, p);
         }
     }
+}
+
+#[test]
+fn vhds_is_for_delta_sidecars_that_take_it() {
+    use weft_control::translate::listener::{takes_vhds, VHDS_CLIENT_FEATURE};
+    let weft = Node {
+        user_agent_name: "weft".into(),
+        client_features: vec![VHDS_CLIENT_FEATURE.into()],
+        ..Default::default()
+    };
+    let envoy = Node {
+        user_agent_name: "envoy".into(),
+        ..Default::default()
+    };
+    let older = Node {
+        user_agent_name: "weft".into(),
+        ..Default::default()
+    };
+    assert!(takes_vhds(&weft, "sidecar", true));
+    assert!(takes_vhds(&envoy, "sidecar", true));
+    // Envoy takes VHDS over delta only; a proxy that does not say it takes it, and
+    // gateways and gRPC clients, keep whole route configurations.
+    assert!(!takes_vhds(&weft, "sidecar", false));
+    assert!(!takes_vhds(&envoy, "sidecar", false));
+    assert!(!takes_vhds(&older, "sidecar", true));
+    assert!(!takes_vhds(&weft, "gateway", true));
+    assert!(!takes_vhds(&weft, "proxyless", true));
+}
+
+/// The outbound virtual hosts of a VHDS sidecar: its route configuration holds none,
+/// each comes as a resource of its own, equal to the one a whole route configuration
+/// holds, and a VirtualService changes only its service's virtual host.
+#[test]
+fn vhds_sends_outbound_virtual_hosts_one_by_one() {
+    let resources = example("destination-rule-all.yaml");
+    let before = Snapshot::build(1, &resources, &bookinfo_instances());
+    let classic = sidecar("productpage");
+    let vhds = ProxyInfo {
+        vhds: true,
+        ..sidecar("productpage")
+    };
+    let names = BTreeSet::from(["outbound|default".to_string()]);
+
+    let whole = route_config(&before, &classic, "outbound|default");
+    assert!(whole.vhds.is_none());
+    assert!(whole.virtual_hosts.len() >= 4, "{:?}", whole.virtual_hosts);
+    assert!(before
+        .resources_for(&classic, type_url::VIRTUAL_HOST, Some(&names))
+        .is_empty());
+
+    let empty = route_config(&before, &vhds, "outbound|default");
+    assert!(empty.vhds.is_some(), "VHDS asked for");
+    assert!(empty.virtual_hosts.is_empty());
+    let vhosts = before.resources_for(&vhds, type_url::VIRTUAL_HOST, Some(&names));
+    assert_eq!(vhosts.len(), whole.virtual_hosts.len());
+    for (res, want) in vhosts.iter().zip(&whole.virtual_hosts) {
+        let got: r::VirtualHost = decode(res);
+        assert_eq!(res.name, format!("outbound|default/{}", want.name));
+        assert_eq!(
+            got.name, res.name,
+            "the resource's name is the virtual host's"
+        );
+        assert_eq!(
+            r::VirtualHost {
+                name: want.name.clone(),
+                ..got
+            },
+            *want
+        );
+    }
+    // Without names: the proxy's own namespace's.
+    assert_eq!(
+        before
+            .resources_for(&vhds, type_url::VIRTUAL_HOST, None)
+            .len(),
+        vhosts.len()
+    );
+
+    // A VirtualService for reviews: only reviews' virtual host changes.
+    let mut changed = resources.clone();
+    changed.extend(example("virtual-service-reviews-v3.yaml"));
+    let after = Snapshot::build(2, &changed, &bookinfo_instances());
+    let later = after.resources_for(&vhds, type_url::VIRTUAL_HOST, Some(&names));
+    assert_eq!(later.len(), vhosts.len());
+    let differ: Vec<&str> = vhosts
+        .iter()
+        .zip(&later)
+        .filter(|(a, b)| a.version != b.version)
+        .map(|(a, _)| a.name.as_str())
+        .collect();
+    assert_eq!(
+        differ,
+        vec!["outbound|default/reviews.default.svc.cluster.local:9080"]
+    );
+    // ... and the route configuration itself does not change at all.
+    assert_eq!(
+        one(
+            &before,
+            &vhds,
+            type_url::ROUTE_CONFIGURATION,
+            "outbound|default"
+        )
+        .version,
+        one(
+            &after,
+            &vhds,
+            type_url::ROUTE_CONFIGURATION,
+            "outbound|default"
+        )
+        .version
+    );
 }
 
 #[test]
@@ -1918,4 +2050,113 @@ spec:
             .any(|w| w.contains("tokens") && w.contains("cannot be checked on a TCP port")),
         "{w:?}"
     );
+}
+
+/// A proxy's stream keeps its listeners across snapshots while the policies they are
+/// made from stay the same, and builds them again when those change.
+#[test]
+fn a_proxys_listeners_are_kept_until_its_policies_change() {
+    use weft_control::translate::ProxyCache;
+    let cache = ProxyCache::default();
+    let proxy = sidecar("productpage");
+    let fresh = |snap: &Snapshot| snap.resources_for(&proxy, type_url::LISTENER, None);
+    let kept = |snap: &Snapshot| snap.select(&proxy, type_url::LISTENER, None, Some(&cache));
+    let versions = |list: &[Arc<Resource>]| -> Vec<String> {
+        list.iter()
+            .map(|r| format!("{} {}", r.name, r.version))
+            .collect()
+    };
+
+    let first = Snapshot::build(1, &[], &bookinfo_instances());
+    let a = kept(&first);
+    assert_eq!(versions(&a), versions(&fresh(&first)));
+
+    // Routing changes: the listeners are the very same resources.
+    let second = Snapshot::build(
+        2,
+        &example("destination-rule-all.yaml"),
+        &bookinfo_instances(),
+    );
+    let b = kept(&second);
+    assert!(a.iter().zip(&b).all(|(x, y)| Arc::ptr_eq(x, y)));
+    assert_eq!(versions(&b), versions(&fresh(&second)));
+
+    // mTLS becomes STRICT: they are built again, as a fresh build has them.
+    let strict = parse(
+        "pa.yaml",
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n",
+    );
+    let third = Snapshot::build(3, &strict, &bookinfo_instances());
+    let c = kept(&third);
+    assert_eq!(versions(&c), versions(&fresh(&third)));
+    assert_ne!(versions(&c), versions(&a));
+    // Names still select.
+    let one = BTreeSet::from(["outbound".to_string()]);
+    let selected = third.select(&proxy, type_url::LISTENER, Some(&one), Some(&cache));
+    assert_eq!(selected.len(), 1);
+    assert_eq!(selected[0].name, "outbound");
+
+    // A RequestAuthentication adds the JWT filter: built again.
+    let mut with_jwt = strict.clone();
+    with_jwt.extend(parse(
+        "ra.yaml",
+        "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt}\nspec:\n  jwtRules: [{issuer: a, jwksUri: \"http://keys:8080/jwks\"}]\n",
+    ));
+    let fourth = Snapshot::build(4, &with_jwt, &bookinfo_instances());
+    let d = kept(&fourth);
+    assert_eq!(versions(&d), versions(&fresh(&fourth)));
+    assert_ne!(versions(&d), versions(&c));
+    // The service its jwksUri names appears: the filter now fetches from it.
+    let mut instances = bookinfo_instances();
+    instances.push(instance_with(
+        "keys", "default", "v1", 8080, 16200, "http", true,
+    ));
+    let fifth = Snapshot::build(5, &with_jwt, &instances);
+    let e = kept(&fifth);
+    assert_eq!(versions(&e), versions(&fresh(&fifth)));
+    assert_ne!(versions(&e), versions(&d));
+}
+
+/// A snapshot's generations move with what each type's resources are made of, and
+/// only then: a stream skips the types a change did not touch.
+#[test]
+fn generations_follow_what_changed() {
+    let proxy = ProxyInfo {
+        vhds: true,
+        ..sidecar("productpage")
+    };
+    let gens = |snap: &Snapshot| -> Vec<Option<u64>> {
+        [
+            type_url::CLUSTER,
+            type_url::CLUSTER_LOAD_ASSIGNMENT,
+            type_url::LISTENER,
+            type_url::VIRTUAL_HOST,
+        ]
+        .iter()
+        .map(|t| snap.generation(&proxy, t, None))
+        .collect()
+    };
+    let rules = example("destination-rule-all.yaml");
+    let base = Snapshot::build(1, &rules, &bookinfo_instances());
+    let same = Snapshot::build(2, &rules, &bookinfo_instances());
+    assert!(gens(&base).iter().all(Option::is_some));
+    assert_eq!(gens(&base), gens(&same), "equal content, equal generations");
+
+    // An instance becomes healthy: endpoints move, clusters and listeners do not.
+    let mut instances = bookinfo_instances();
+    instances[4] = instance("reviews", "v2", 15311, true);
+    let healthier = Snapshot::build(3, &rules, &instances);
+    let (a, b) = (gens(&base), gens(&healthier));
+    assert_ne!(a[1], b[1], "endpoints");
+    assert_eq!((a[0], a[2]), (b[0], b[2]), "clusters and listeners");
+
+    // A VirtualService: the virtual hosts move, endpoints do not.
+    let mut routed = rules.clone();
+    routed.extend(example("virtual-service-reviews-v3.yaml"));
+    let c = gens(&Snapshot::build(4, &routed, &bookinfo_instances()));
+    assert_ne!(a[3], c[3], "virtual hosts");
+    assert_eq!(a[1], c[1], "endpoints");
+    // A gateway's listeners have no generation: its stream always looks.
+    let gw = ingress_gateway(&[(8080, 0)]);
+    assert_eq!(base.generation(&gw, type_url::LISTENER, None), None);
 }

@@ -3,7 +3,10 @@
 //! last good configuration keeps serving. Listeners are added, replaced (new
 //! connections take the new configuration; open ones finish on the old) and removed
 //! without dropping traffic; clusters whose configuration did not change keep their
-//! endpoints, pools and statistics; route configurations swap in place.
+//! endpoints, pools and statistics; route configurations swap in place. A route
+//! configuration with `vhds` gets its virtual hosts as VHDS resources named
+//! `ROUTE_CONFIGURATION/VIRTUAL_HOST` (delta ADS); they are merged into it before it
+//! compiles, and a virtual host update recompiles the route configurations it belongs to.
 
 use crate::cluster::{Cluster, ClusterMap, Discovery};
 use crate::compile::{self, ConfigError, Context, RouteRegistry};
@@ -20,10 +23,18 @@ use weft_xds::client::{Handler, Update};
 use weft_xds::pb::envoy::config::cluster::v3::Cluster as ClusterProto;
 use weft_xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use weft_xds::pb::envoy::config::listener::v3::Listener as ListenerProto;
-use weft_xds::pb::envoy::config::route::v3::RouteConfiguration;
+use weft_xds::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use weft_xds::pb::google::protobuf::Any;
 use weft_xds::server::Subscription;
 use weft_xds::type_url;
+
+/// A route configuration compiled, with VHDS virtual hosts merged in.
+struct CompiledRoutes {
+    name: String,
+    /// The merged configuration, when it takes virtual hosts over VHDS.
+    merged: Option<Any>,
+    table: crate::http::route::RouteTable,
+}
 
 /// What the admin pages show of the dynamic configuration.
 #[derive(Debug, Default)]
@@ -50,6 +61,10 @@ pub struct Dynamic {
     endpoints: HashMap<String, ClusterLoadAssignment>,
     received: HashSet<&'static str>,
     routes_received: BTreeSet<String>,
+    /// Received route configurations whose virtual hosts come over VHDS.
+    vhds_routes: BTreeSet<String>,
+    /// Those route configurations with their virtual hosts merged in, for the dump.
+    merged_routes: BTreeMap<String, Any>,
     dump: Arc<Mutex<Dump>>,
     ready: Arc<AtomicBool>,
     lds: bool,
@@ -97,6 +112,8 @@ impl Dynamic {
             endpoints: HashMap::new(),
             received: HashSet::new(),
             routes_received: BTreeSet::new(),
+            vhds_routes: BTreeSet::new(),
+            merged_routes: BTreeMap::new(),
             dump: parts.dump,
             ready: parts.ready,
             lds: parts.lds,
@@ -325,26 +342,95 @@ impl Dynamic {
     }
 
     fn apply_routes(&mut self, set: &BTreeMap<String, Any>) -> Result<(), String> {
+        let vhosts = self
+            .current
+            .get(type_url::VIRTUAL_HOST)
+            .cloned()
+            .unwrap_or_default();
+        let compiled = self.compile_routes(set, &vhosts, |_| true)?;
+        self.vhds_routes = compiled
+            .iter()
+            .filter(|c| c.merged.is_some())
+            .map(|c| c.name.clone())
+            .collect();
+        self.store_routes(compiled);
+        Ok(())
+    }
+
+    /// A new set of VHDS virtual hosts: the route configurations that take them are
+    /// compiled again with them.
+    fn apply_virtual_hosts(&mut self, set: &BTreeMap<String, Any>) -> Result<(), String> {
+        let routes = self
+            .current
+            .get(type_url::ROUTE_CONFIGURATION)
+            .cloned()
+            .unwrap_or_default();
+        let compiled = self.compile_routes(&routes, set, |name| self.vhds_routes.contains(name))?;
+        self.store_routes(compiled);
+        Ok(())
+    }
+
+    /// Swaps compiled route configurations in; the dump shows those with VHDS virtual
+    /// hosts merged, as Envoy's does.
+    fn store_routes(&mut self, compiled: Vec<CompiledRoutes>) {
+        for c in compiled {
+            self.routes.slot(&c.name).store(Arc::new(c.table));
+            match c.merged {
+                Some(any) => self.merged_routes.insert(c.name.clone(), any),
+                None => self.merged_routes.remove(&c.name),
+            };
+            self.routes_received.insert(c.name);
+        }
+    }
+
+    /// Compiles the route configurations of `set` that `which` selects, each with its
+    /// VHDS virtual hosts from `vhosts` when it takes them: (name, takes VHDS, table).
+    fn compile_routes(
+        &self,
+        set: &BTreeMap<String, Any>,
+        vhosts: &BTreeMap<String, Any>,
+        which: impl Fn(&str) -> bool,
+    ) -> Result<Vec<CompiledRoutes>, String> {
         let mut ctx = self.context();
         let mut compiled = Vec::new();
         for (name, any) in set {
+            if !which(name) {
+                continue;
+            }
             let path = format!("route configuration {name:?}");
-            let Some(proto) = decode::<RouteConfiguration>(any, &path, &mut ctx) else {
+            let Some(mut proto) = decode::<RouteConfiguration>(any, &path, &mut ctx) else {
                 continue;
             };
             check_support(any, &path, &mut ctx.errors);
-            if let Some(t) = compile::route::compile(&proto, &path, &mut ctx) {
-                compiled.push((name.clone(), t));
+            let vhds = proto.vhds.is_some();
+            if vhds {
+                let prefix = format!("{name}/");
+                for (vh_name, vh_any) in vhosts.range(prefix.clone()..) {
+                    if !vh_name.starts_with(&prefix) {
+                        break;
+                    }
+                    let vh_path = format!("virtual host {vh_name:?}");
+                    check_support(vh_any, &vh_path, &mut ctx.errors);
+                    if let Some(vh) = decode::<VirtualHost>(vh_any, &vh_path, &mut ctx) {
+                        proto.virtual_hosts.push(vh);
+                    }
+                }
+            }
+            if let Some(table) = compile::route::compile(&proto, &path, &mut ctx) {
+                compiled.push(CompiledRoutes {
+                    name: name.clone(),
+                    merged: vhds.then(|| Any {
+                        type_url: type_url::ROUTE_CONFIGURATION.to_string(),
+                        value: proto.encode_to_vec(),
+                    }),
+                    table,
+                });
             }
         }
         if !ctx.errors.is_empty() {
             return Err(join(ctx.errors));
         }
-        for (name, table) in compiled {
-            self.routes.slot(&name).store(Arc::new(table));
-            self.routes_received.insert(name);
-        }
-        Ok(())
+        Ok(compiled)
     }
 
     /// Route configurations the current listeners name.
@@ -385,7 +471,8 @@ impl Dynamic {
         let routes = self
             .referenced_routes()
             .iter()
-            .all(|r| self.routes_received.contains(r));
+            .all(|r| self.routes_received.contains(r))
+            && (self.vhds_routes.is_empty() || have(type_url::VIRTUAL_HOST));
         let endpoints = self
             .referenced_endpoints()
             .iter()
@@ -404,6 +491,7 @@ impl Handler for Dynamic {
             type_url::CLUSTER_LOAD_ASSIGNMENT,
             type_url::LISTENER,
             type_url::ROUTE_CONFIGURATION,
+            type_url::VIRTUAL_HOST,
         ]
         .into_iter()
         .find(|t| *t == type_url) else {
@@ -416,6 +504,7 @@ impl Handler for Dynamic {
                 type_url::CLUSTER => self.apply_clusters(&set),
                 type_url::CLUSTER_LOAD_ASSIGNMENT => self.apply_endpoints(&set),
                 type_url::LISTENER => self.apply_listeners(&set),
+                type_url::VIRTUAL_HOST => self.apply_virtual_hosts(&set),
                 _ => self.apply_routes(&set),
             }?;
             Ok(set)
@@ -431,6 +520,20 @@ impl Handler for Dynamic {
                 dump.resources.insert(kind.to_string(), set.clone());
                 dump.rejected.remove(kind);
                 self.current.insert(kind, set);
+                if kind == type_url::ROUTE_CONFIGURATION || kind == type_url::VIRTUAL_HOST {
+                    let mut routes = self
+                        .current
+                        .get(type_url::ROUTE_CONFIGURATION)
+                        .cloned()
+                        .unwrap_or_default();
+                    for (name, any) in &self.merged_routes {
+                        if let Some(r) = routes.get_mut(name) {
+                            *r = any.clone();
+                        }
+                    }
+                    dump.resources
+                        .insert(type_url::ROUTE_CONFIGURATION.to_string(), routes);
+                }
                 self.received.insert(kind);
                 self.metrics.config_applied();
                 drop(dump);
@@ -461,6 +564,13 @@ impl Handler for Dynamic {
             type_url::ROUTE_CONFIGURATION,
             Subscription::Names(self.referenced_routes()),
         ));
+        // VHDS: by route configuration name, for every virtual host under it.
+        if !self.vhds_routes.is_empty() || self.current.contains_key(type_url::VIRTUAL_HOST) {
+            subs.push((
+                type_url::VIRTUAL_HOST,
+                Subscription::Names(self.vhds_routes.clone()),
+            ));
+        }
         subs
     }
 
@@ -478,6 +588,7 @@ fn resource_name(type_url: &str, any: &Any) -> Result<String, String> {
         type_url::ROUTE_CONFIGURATION => {
             RouteConfiguration::decode(any.value.as_slice()).map(|r| r.name)
         }
+        type_url::VIRTUAL_HOST => VirtualHost::decode(any.value.as_slice()).map(|v| v.name),
         _ => ClusterLoadAssignment::decode(any.value.as_slice()).map(|c| c.cluster_name),
     };
     name.map_err(|e| format!("cannot decode a {type_url}: {e}"))

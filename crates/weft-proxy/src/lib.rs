@@ -312,7 +312,7 @@ impl Proxy {
 /// it is ready anyway (Envoy's `initial_fetch_timeout` default).
 pub const INITIAL_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The node as sent to the control plane, with Weft's user agent.
+/// The node as sent to the control plane, with Weft's user agent and client features.
 fn xds_node(
     mut node: weft_xds::pb::envoy::config::core::v3::Node,
 ) -> weft_xds::pb::envoy::config::core::v3::Node {
@@ -321,6 +321,15 @@ fn xds_node(
     node.user_agent_version_type = Some(UserAgentVersionType::UserAgentVersion(
         env!("CARGO_PKG_VERSION").into(),
     ));
+    // It takes virtual hosts over VHDS (`dynamic.rs`).
+    if !node
+        .client_features
+        .iter()
+        .any(|f| f == weft_xds::VHDS_CLIENT_FEATURE)
+    {
+        node.client_features
+            .push(weft_xds::VHDS_CLIENT_FEATURE.to_string());
+    }
     node
 }
 

@@ -10,7 +10,7 @@ use common::pki::{self, Ca, Leaf, TD};
 use common::{log_path, read_log};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -502,7 +502,7 @@ impl Config {
 struct V(Arc<Config>, watch::Receiver<u64>);
 
 impl View for V {
-    fn resources(&self, t: &str, names: Option<&BTreeSet<String>>) -> Vec<Arc<Resource>> {
+    fn resources(&self, t: &str, names: Option<&weft_xds::server::Names>) -> Vec<Arc<Resource>> {
         let all = self.0.resources.lock().expect("lock");
         all.get(t)
             .into_iter()

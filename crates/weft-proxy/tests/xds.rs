@@ -143,6 +143,52 @@ fn routes(cluster: &str, timeout_s: i64) -> Resource {
     Resource::new("routes", &rc)
 }
 
+/// A route to `cluster` for every path.
+fn route_to(cluster: &str) -> route::Route {
+    route::Route {
+        r#match: Some(route::RouteMatch {
+            path_specifier: Some(route::route_match::PathSpecifier::Prefix("/".into())),
+            ..Default::default()
+        }),
+        action: Some(route::route::Action::Route(route::RouteAction {
+            cluster_specifier: Some(route::route_action::ClusterSpecifier::Cluster(
+                cluster.into(),
+            )),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// The route configuration `routes` with its virtual hosts over VHDS.
+fn vhds_routes() -> Resource {
+    let rc = route::RouteConfiguration {
+        name: "routes".into(),
+        vhds: Some(route::Vhds {
+            config_source: Some(core::ConfigSource {
+                config_source_specifier: Some(core::config_source::ConfigSourceSpecifier::Ads(
+                    Default::default(),
+                )),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    };
+    Resource::new("routes", &rc)
+}
+
+/// VHDS virtual host `routes/DOMAIN`: `domain` to `cluster`.
+fn vhost(domain: &str, cluster: &str) -> Resource {
+    let name = format!("routes/{domain}");
+    let vh = route::VirtualHost {
+        name: name.clone(),
+        domains: vec![domain.into()],
+        routes: vec![route_to(cluster)],
+        ..Default::default()
+    };
+    Resource::new(name, &vh)
+}
+
 fn scenario(protocol: &str) {
     let rt = runtime();
     let (v1, v2) =
@@ -266,4 +312,106 @@ fn configured_over_sotw_ads() {
 #[test]
 fn configured_over_delta_ads() {
     scenario("DELTA_GRPC");
+}
+
+/// VHDS over delta ADS: the route configuration names no virtual host; they arrive as
+/// resources of their own, each change touching one of them, and the proxy routes by
+/// them; one it cannot compile is NACKed and the last good ones keep serving.
+#[test]
+fn virtual_hosts_over_vhds() {
+    let rt = runtime();
+    let (v1, v2) =
+        rt.block_on(async { (Upstream::start("v1").await, Upstream::start("v2").await) });
+    let config = Arc::new(Config::default());
+    config.set(
+        type_url::CLUSTER,
+        vec![eds_cluster("v1"), eds_cluster("v2")],
+    );
+    config.set(
+        type_url::CLUSTER_LOAD_ASSIGNMENT,
+        vec![endpoints("v1", &[v1.addr]), endpoints("v2", &[v2.addr])],
+    );
+    config.set(type_url::LISTENER, vec![listener()]);
+    config.set(type_url::ROUTE_CONFIGURATION, vec![vhds_routes()]);
+    config.set(
+        type_url::VIRTUAL_HOST,
+        vec![vhost("a", "v1"), vhost("b", "v2")],
+    );
+    let xds_socket = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind xDS socket");
+    let xds_addr = xds_socket.local_addr().expect("local address");
+    let _server = rt.spawn(serve(config.clone(), xds_socket));
+
+    let proxy = TestProxy::start(&bootstrap(xds_addr, "DELTA_GRPC", &[]), 2);
+    let addr = proxy.addr("dynamic");
+    let upstream = |r: weft_test::proxy::Reply| {
+        r.headers
+            .get("x-upstream")
+            .map(|v| v.to_str().expect("ASCII token").to_string())
+    };
+    let eventually = |host: &'static str, want: Option<&'static str>| async move {
+        for _ in 0..100 {
+            let r = get(addr, host, "/").await;
+            let got = if r.status == 404 { None } else { upstream(r) };
+            if got.as_deref() == want {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    };
+    rt.block_on(async {
+        // Ready means the virtual hosts are there too.
+        assert_eq!(upstream(get(addr, "a", "/").await).as_deref(), Some("v1"));
+        assert_eq!(upstream(get(addr, "b", "/").await).as_deref(), Some("v2"));
+
+        // One virtual host changes, one is added, one is removed.
+        config.set(
+            type_url::VIRTUAL_HOST,
+            vec![vhost("a", "v2"), vhost("c", "v1")],
+        );
+        assert!(eventually("a", Some("v2")).await, "a moved to v2");
+        assert!(eventually("c", Some("v1")).await, "c was added");
+        assert!(eventually("b", None).await, "b was removed");
+
+        // A virtual host that does not compile is NACKed; the last good ones serve.
+        let mut bad: route::VirtualHost =
+            prost::Message::decode(vhost("a", "v1").body.value.as_slice()).expect("decode");
+        bad.routes[0].r#match = Some(route::RouteMatch {
+            path_specifier: Some(route::route_match::PathSpecifier::SafeRegex(
+                weft_xds::pb::envoy::r#type::matcher::v3::RegexMatcher {
+                    regex: "(unclosed".into(),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        });
+        config.set(
+            type_url::VIRTUAL_HOST,
+            vec![Resource::new("routes/a", &bad), vhost("c", "v1")],
+        );
+        for _ in 0..100 {
+            if !config.nacks.lock().expect("lock").is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let nacks = config.nacks.lock().expect("lock").clone();
+        assert!(
+            nacks.iter().any(|n| n.contains("invalid regex")),
+            "{nacks:?}"
+        );
+        assert_eq!(upstream(get(addr, "a", "/").await).as_deref(), Some("v2"));
+        assert_eq!(upstream(get(addr, "c", "/").await).as_deref(), Some("v1"));
+    });
+    // The dump shows the route configuration with its virtual hosts, as Envoy's does.
+    let dump = rt
+        .block_on(weft_test::proxy::admin_get(proxy.admin(), "/config_dump"))
+        .json()
+        .to_string();
+    assert!(
+        dump.contains("routes/a") && dump.contains("routes/c"),
+        "{dump}"
+    );
 }

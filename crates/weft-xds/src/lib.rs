@@ -5,6 +5,8 @@
 pub mod client;
 pub mod ext;
 pub mod json;
+mod names;
+mod requests;
 pub mod resource;
 pub mod server;
 pub mod type_url;
@@ -13,6 +15,11 @@ mod warming;
 pub use envoy_types::pb;
 pub use json::{from_json_or_yaml, to_json, ParseError};
 pub use resource::Resource;
+
+/// The client feature (`Node.client_features`) by which a proxy says it takes a route
+/// configuration's virtual hosts over VHDS (delta ADS). `weft proxy` lists it; Envoy
+/// supports VHDS without saying so.
+pub const VHDS_CLIENT_FEATURE: &str = "weft.vhds";
 
 use prost_reflect::DescriptorPool;
 use std::sync::{Arc, Mutex, Weak};

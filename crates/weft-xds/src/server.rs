@@ -16,16 +16,17 @@
 //!   holds keyed by name (delta, shared with the snapshot); a change that does not touch
 //!   a type costs one pass over it and no allocation.
 
+pub use crate::names::{NameSet, Names};
 use crate::pb::envoy::config::core::v3::Node;
 use crate::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use crate::pb::google::protobuf::Any;
+use crate::requests::Requests;
 use crate::resource::Resource;
 use crate::type_url;
 use crate::warming::{self, Warming};
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::StreamExt;
 use http_body::Frame;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use std::borrow::Borrow;
@@ -34,14 +35,12 @@ use std::convert::Infallible;
 use std::fmt::Write;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
-use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::{mpsc, watch};
-use tonic::codec::{DecodeBuf, Decoder, Streaming};
 use tonic::Status;
 use xxhash_rust::xxh64::Xxh64;
 
@@ -82,9 +81,16 @@ pub struct ClientInfo {
 /// What one client sees; dropped when its stream ends.
 pub trait View: Send + Sync + 'static {
     /// The resources of `type_url` visible to the client, limited to `names` when given.
-    fn resources(&self, type_url: &str, names: Option<&BTreeSet<String>>) -> Vec<Arc<Resource>>;
+    fn resources(&self, type_url: &str, names: Option<&Names>) -> Vec<Arc<Resource>>;
     /// Changes (its value is irrelevant) whenever something the client may see changed.
     fn changes(&self) -> watch::Receiver<u64>;
+    /// A number that changes whenever what [`View::resources`] returns for `type_url`
+    /// and `names` may have changed; `None` (the default) when unknown. A stream woken
+    /// by a change skips the types whose generation is the one it last looked at, so
+    /// a change costs each client only the types it touched.
+    fn generation(&self, _type_url: &str, _names: Option<&Names>) -> Option<u64> {
+        None
+    }
     /// The client applied `version` of `type_url`.
     fn acked(&self, type_url: &str, version: &str);
     /// The client rejected `version` of `type_url`.
@@ -214,19 +220,8 @@ impl<S: Source> tonic::codegen::Service<http::Request<tonic::body::Body>> for Ad
     }
 }
 
-/// Decodes requests with prost.
-struct ProstDecoder<T>(PhantomData<fn() -> T>);
-
-impl<T: prost::Message + Default> Decoder for ProstDecoder<T> {
-    type Item = T;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<T>, Status> {
-        T::decode(src)
-            .map(Some)
-            .map_err(|e| Status::internal(format!("cannot decode the request: {e}")))
-    }
-}
+/// A stream's requests.
+type Inbound<R> = Requests<tonic::body::Body, R>;
 
 /// The first request of a stream, for either variant.
 trait FirstRequest: prost::Message + Default + Send + 'static {
@@ -285,14 +280,9 @@ impl<S: Source> AdsServer<S> {
         peer: Option<SocketAddr>,
         metadata: &tonic::metadata::MetadataMap,
         delta: bool,
-    ) -> Result<(R, Streaming<R>, Arc<dyn View>), Status> {
+    ) -> Result<(R, Inbound<R>, Arc<dyn View>), Status> {
         let principal = self.source.authenticate(metadata, peer).await?;
-        let mut inbound = Streaming::new_request(
-            ProstDecoder::<R>(PhantomData),
-            body,
-            None,
-            Some(MAX_REQUEST),
-        );
+        let mut inbound: Inbound<R> = Requests::new(body, MAX_REQUEST);
         let first = match inbound.next().await {
             Some(Ok(r)) => r,
             Some(Err(e)) => return Err(e),
@@ -311,12 +301,14 @@ impl<S: Source> AdsServer<S> {
 }
 
 /// Order in which types are pushed after a change: clusters before their endpoints,
-/// listeners before their routes ("make before break").
-const PUSH_ORDER: [&str; 5] = [
+/// listeners before their routes, route configurations before their virtual hosts
+/// ("make before break").
+const PUSH_ORDER: [&str; 6] = [
     type_url::CLUSTER,
     type_url::CLUSTER_LOAD_ASSIGNMENT,
     type_url::LISTENER,
     type_url::ROUTE_CONFIGURATION,
+    type_url::VIRTUAL_HOST,
     type_url::SECRET,
 ];
 
@@ -346,10 +338,26 @@ fn set_version(resources: &[Arc<Resource>]) -> String {
     v
 }
 
+/// What a stream subscribed to, as the server keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Sub {
+    Wildcard,
+    Names(Names),
+}
+
+impl Sub {
+    fn names(&self) -> Option<&Names> {
+        match self {
+            Sub::Wildcard => None,
+            Sub::Names(n) => Some(n),
+        }
+    }
+}
+
 /// State-of-the-world: what was last sent for one type.
 #[derive(Default)]
 struct SotwType {
-    subscription: Option<Subscription>,
+    subscription: Option<Sub>,
     nonce: String,
     version: String,
     /// The [`set_version`] of what was last sent.
@@ -357,6 +365,8 @@ struct SotwType {
     /// What the client was last sent of each resource: tells which clusters a push
     /// adds, and which endpoints and routes changed.
     known: HashSet<Known>,
+    /// The [`View::generation`] last looked at after a change.
+    seen: Option<u64>,
 }
 
 /// Whether a state-of-the-world response of `type_url` may carry only what changed.
@@ -371,7 +381,7 @@ fn sotw_partial(type_url: &str) -> bool {
 async fn sotw_loop(
     view: Arc<dyn View>,
     first: DiscoveryRequest,
-    mut inbound: Streaming<DiscoveryRequest>,
+    mut inbound: Inbound<DiscoveryRequest>,
     tx: mpsc::Sender<Outgoing>,
 ) {
     let mut types: HashMap<String, SotwType> = HashMap::new();
@@ -411,6 +421,9 @@ async fn sotw_loop(
                     if warming.holds(&t) {
                         continue;
                     }
+                    if sotw_unchanged(&*view, &types, &t) {
+                        continue;
+                    }
                     let Ok(added) = sotw_push(&*view, &mut types, &t, false, &tx).await else {
                         return;
                     };
@@ -423,14 +436,33 @@ async fn sotw_loop(
     }
 }
 
+/// After a change: whether `type_url`'s generation is the one the stream last looked
+/// at, so that there is nothing to do.
+fn sotw_unchanged(view: &dyn View, types: &HashMap<String, SotwType>, type_url: &str) -> bool {
+    let Some(state) = types.get(type_url) else {
+        return true;
+    };
+    let names = state.subscription.as_ref().and_then(Sub::names);
+    state.seen.is_some() && view.generation(type_url, names) == state.seen
+}
+
+/// [`sotw_unchanged`] for delta streams.
+fn delta_unchanged(view: &dyn View, types: &HashMap<String, DeltaType>, type_url: &str) -> bool {
+    let Some(state) = types.get(type_url) else {
+        return true;
+    };
+    let names = (!state.wildcard).then_some(&state.names);
+    state.seen.is_some() && view.generation(type_url, names) == state.seen
+}
+
 /// Whether the client subscribes to the endpoints named `name`.
 fn sotw_subscribed(types: &HashMap<String, SotwType>, name: &str) -> bool {
     match types
         .get(type_url::CLUSTER_LOAD_ASSIGNMENT)
         .and_then(|s| s.subscription.as_ref())
     {
-        Some(Subscription::Wildcard) => true,
-        Some(Subscription::Names(n)) => n.contains(name),
+        Some(Sub::Wildcard) => true,
+        Some(Sub::Names(n)) => n.contains(name),
         None => false,
     }
 }
@@ -441,7 +473,7 @@ async fn sotw_push_held(
     types: &mut HashMap<String, SotwType>,
     tx: &mpsc::Sender<Outgoing>,
 ) -> Result<(), ()> {
-    for t in [type_url::LISTENER, type_url::ROUTE_CONFIGURATION] {
+    for t in warming::ROUTING {
         sotw_push(view, types, t, false, tx).await?;
     }
     Ok(())
@@ -475,18 +507,28 @@ async fn sotw_request(
     }
     if !req.response_nonce.is_empty() {
         match &req.error_detail {
-            Some(err) => view.nacked(&req.type_url, &state.version, &err.message),
+            Some(err) => {
+                view.nacked(&req.type_url, &state.version, &err.message);
+                // The next change looks again, whatever it touched.
+                state.seen = None;
+            }
             None => view.acked(&req.type_url, &state.version),
         }
     }
-    let subscription = if req.resource_names.is_empty() && wildcard_by_default(&req.type_url) {
-        Subscription::Wildcard
+    // Every request repeats the whole list: compared first, interned only if new.
+    let changed = if req.resource_names.is_empty() && wildcard_by_default(&req.type_url) {
+        state.subscription != Some(Sub::Wildcard)
     } else {
-        Subscription::Names(req.resource_names.into_iter().collect())
+        !matches!(&state.subscription, Some(Sub::Names(n)) if n.same_as(&req.resource_names))
     };
-    let changed = state.subscription.as_ref() != Some(&subscription);
     if changed {
-        state.subscription = Some(subscription);
+        state.subscription = Some(
+            if req.resource_names.is_empty() && wildcard_by_default(&req.type_url) {
+                Sub::Wildcard
+            } else {
+                Sub::Names(req.resource_names.into_iter().collect())
+            },
+        );
     }
     // A NACK with an unchanged subscription waits for new content; anything else may
     // need an answer.
@@ -511,32 +553,47 @@ async fn sotw_push(
     let Some(subscription) = &state.subscription else {
         return Ok(Vec::new());
     };
+    // Read before the resources, so that it is never newer than what they show.
+    let generation = view.generation(type_url, subscription.names());
     let resources = view.resources(type_url, subscription.names());
+    state.seen = generation;
     let version = set_version(&resources);
     if !force && state.sent.as_deref() == Some(version.as_str()) {
         return Ok(Vec::new());
     }
+    // One pass: what is new to the client (clusters: for the warming hold), what
+    // changed, and what it holds that is still there. `known` is updated in place: a
+    // change of one resource touches one entry, not a set rebuilt per client.
+    let partial = sotw_partial(type_url);
     let mut added = Vec::new();
-    if type_url == type_url::CLUSTER {
-        added.extend(
-            resources
-                .iter()
-                .filter(|r| !state.known.contains(r.name.as_str()))
-                .cloned(),
-        );
+    let mut changed = Vec::new();
+    let mut held = 0;
+    for r in &resources {
+        match state.known.get(r.name.as_str()) {
+            Some(k) => {
+                held += 1;
+                if !k.is(r) {
+                    changed.push(r.clone());
+                }
+            }
+            None => {
+                if type_url == type_url::CLUSTER {
+                    added.push(r.clone());
+                }
+                changed.push(r.clone());
+            }
+        }
+    }
+    if held != state.known.len() {
+        let present: HashSet<&str> = resources.iter().map(|r| r.name.as_str()).collect();
+        state.known.retain(|k| present.contains(k.0.name.as_str()));
+    }
+    for r in &changed {
+        state.known.replace(Known(r.clone()));
     }
     // A changed subscription is answered even when nothing in it is new to the client.
-    let send: Vec<Arc<Resource>> = if sotw_partial(type_url) {
-        resources
-            .iter()
-            .filter(|r| !state.known.get(r.name.as_str()).is_some_and(|k| k.is(r)))
-            .cloned()
-            .collect()
-    } else {
-        resources.clone()
-    };
-    state.known = resources.into_iter().map(Known).collect();
-    if send.is_empty() && sotw_partial(type_url) && !force && state.sent.is_some() {
+    let send: Vec<Arc<Resource>> = if partial { changed } else { resources };
+    if send.is_empty() && partial && !force && state.sent.is_some() {
         // Only removals: the client drops what it no longer subscribes to itself.
         state.sent = Some(version);
         return Ok(added);
@@ -598,7 +655,7 @@ impl Borrow<str> for Known {
 #[derive(Default)]
 struct DeltaType {
     wildcard: bool,
-    names: BTreeSet<String>,
+    names: Names,
     /// What the client has, by name.
     known: HashSet<Known>,
     nonce: String,
@@ -607,12 +664,14 @@ struct DeltaType {
     /// The [`set_version`] of the resources `known` matched exactly when last
     /// compared; `None` once `known` may differ (NACK, unsubscription).
     synced: Option<String>,
+    /// The [`View::generation`] last looked at after a change.
+    seen: Option<u64>,
 }
 
 async fn delta_loop(
     view: Arc<dyn View>,
     first: DeltaDiscoveryRequest,
-    mut inbound: Streaming<DeltaDiscoveryRequest>,
+    mut inbound: Inbound<DeltaDiscoveryRequest>,
     tx: mpsc::Sender<Outgoing>,
 ) {
     let mut types: HashMap<String, DeltaType> = HashMap::new();
@@ -652,6 +711,9 @@ async fn delta_loop(
                     if warming.holds(&t) {
                         continue;
                     }
+                    if delta_unchanged(&*view, &types, &t) {
+                        continue;
+                    }
                     let Ok(added) = delta_push(&*view, &mut types, &t, &tx).await else {
                         return;
                     };
@@ -677,7 +739,7 @@ async fn delta_push_held(
     types: &mut HashMap<String, DeltaType>,
     tx: &mpsc::Sender<Outgoing>,
 ) -> Result<(), ()> {
-    for t in [type_url::LISTENER, type_url::ROUTE_CONFIGURATION] {
+    for t in warming::ROUTING {
         delta_push(view, types, t, tx).await?;
     }
     Ok(())
@@ -722,28 +784,35 @@ async fn delta_request(
                 // the next change resends them.
                 state.known.clear();
                 state.synced = None;
+                state.seen = None;
             }
             None => view.acked(&req.type_url, &state.version),
         }
     }
     let mut changed = false;
+    let mut added = Vec::new();
     for name in req.resource_names_subscribe {
         if name == "*" {
             changed |= !state.wildcard;
             state.wildcard = true;
-        } else {
-            changed |= state.names.insert(name);
+        } else if !state.names.contains(&name) {
+            added.push(name);
         }
     }
-    for name in &req.resource_names_unsubscribe {
+    let mut removed = Vec::new();
+    for name in req.resource_names_unsubscribe {
         if name == "*" {
             state.wildcard = false;
         } else {
-            state.names.remove(name);
             state.known.remove(name.as_str());
+            removed.push(name);
         }
         state.synced = None;
         changed = true;
+    }
+    if !added.is_empty() || !removed.is_empty() {
+        changed |= !added.is_empty();
+        state.names = state.names.with(added, &removed);
     }
     if changed || fresh {
         return delta_push(view, types, &req.type_url, tx).await.map(drop);
@@ -760,11 +829,11 @@ async fn delta_push(
     let Some(state) = types.get_mut(type_url) else {
         return Ok(Vec::new());
     };
-    let resources = if state.wildcard {
-        view.resources(type_url, None)
-    } else {
-        view.resources(type_url, Some(&state.names))
-    };
+    let names = (!state.wildcard).then_some(&state.names);
+    // Read before the resources, so that it is never newer than what they show.
+    let generation = view.generation(type_url, names);
+    let resources = view.resources(type_url, names);
+    state.seen = generation;
     let version = set_version(&resources);
     // The first answer to a wildcard is sent even when empty: clients wait for it.
     let must_answer = !state.answered && state.wildcard;

@@ -16,6 +16,9 @@ urls! {
     LISTENER = "envoy.config.listener.v3.Listener";
     /// xDS resource: RouteConfiguration.
     ROUTE_CONFIGURATION = "envoy.config.route.v3.RouteConfiguration";
+    /// xDS resource: VirtualHost (VHDS, delta only: a route configuration's virtual
+    /// hosts as resources of their own, named `ROUTE_CONFIGURATION_NAME/VIRTUAL_HOST`).
+    VIRTUAL_HOST = "envoy.config.route.v3.VirtualHost";
     /// xDS resource: Cluster.
     CLUSTER = "envoy.config.cluster.v3.Cluster";
     /// xDS resource: ClusterLoadAssignment.

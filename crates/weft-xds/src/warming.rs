@@ -2,7 +2,7 @@
 //! had, their endpoints reach it only after it subscribes to them — a round trip after
 //! the clusters arrive. Routes sent in the meantime could send traffic to a cluster
 //! with no endpoints yet. So after such a change the server holds the types that route
-//! (listeners and route configurations) until the client has subscribed to the new
+//! (listeners, route configurations and virtual hosts) until the client has subscribed to the new
 //! clusters' endpoints and been sent them, or until [`TIMEOUT`] passes — the order
 //! the xDS protocol asks of management servers ("eventual consistency
 //! considerations").
@@ -15,6 +15,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// The types that route, held while new clusters warm, in push order.
+pub const ROUTING: [&str; 3] = [
+    type_url::LISTENER,
+    type_url::ROUTE_CONFIGURATION,
+    type_url::VIRTUAL_HOST,
+];
 
 /// How long routes wait for new clusters' endpoints at most.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
@@ -29,8 +36,7 @@ pub struct Warming {
 impl Warming {
     /// Whether pushes of `type_url` wait.
     pub fn holds(&self, type_url: &str) -> bool {
-        self.deadline.is_some()
-            && (type_url == type_url::LISTENER || type_url == type_url::ROUTE_CONFIGURATION)
+        self.deadline.is_some() && ROUTING.contains(&type_url)
     }
 
     /// Whether anything is held.

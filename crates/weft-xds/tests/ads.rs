@@ -11,6 +11,7 @@ use weft_xds::pb::envoy::config::cluster::v3::{cluster, Cluster};
 use weft_xds::pb::envoy::config::core::v3::Node;
 use weft_xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use weft_xds::pb::envoy::config::listener::v3::Listener;
+use weft_xds::pb::envoy::config::route::v3::VirtualHost;
 use weft_xds::server::{AdsServer, ClientInfo, Source, Subscription, View};
 use weft_xds::{type_url, Resource};
 
@@ -21,9 +22,22 @@ struct TestSource {
     tx: Mutex<Option<watch::Sender<u64>>>,
     nacks: Mutex<Vec<String>>,
     acks: Mutex<Vec<(String, String)>>,
+    /// Per type: bumped by each change of it (`View::generation`).
+    generations: Mutex<BTreeMap<String, u64>>,
+    /// Per type: how often a stream listed its resources.
+    looked: Mutex<BTreeMap<String, usize>>,
 }
 
 impl TestSource {
+    fn looked(&self, type_url: &str) -> usize {
+        self.looked
+            .lock()
+            .expect("lock")
+            .get(type_url)
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn set(&self, type_url: &'static str, resources: Vec<Resource>) {
         self.set_all(vec![(type_url, resources)]);
     }
@@ -33,6 +47,12 @@ impl TestSource {
         let mut all = self.resources.lock().expect("lock");
         for (type_url, resources) in changes {
             all.insert(type_url, resources.into_iter().map(Arc::new).collect());
+            *self
+                .generations
+                .lock()
+                .expect("lock")
+                .entry(type_url.to_string())
+                .or_default() += 1;
         }
         drop(all);
         if let Some(tx) = &*self.tx.lock().expect("lock") {
@@ -44,7 +64,18 @@ impl TestSource {
 struct TestView(Arc<TestSource>, watch::Receiver<u64>);
 
 impl View for TestView {
-    fn resources(&self, type_url: &str, names: Option<&BTreeSet<String>>) -> Vec<Arc<Resource>> {
+    fn resources(
+        &self,
+        type_url: &str,
+        names: Option<&weft_xds::server::Names>,
+    ) -> Vec<Arc<Resource>> {
+        *self
+            .0
+            .looked
+            .lock()
+            .expect("lock")
+            .entry(type_url.to_string())
+            .or_default() += 1;
         let all = self
             .0
             .resources
@@ -59,6 +90,17 @@ impl View for TestView {
     }
     fn changes(&self) -> watch::Receiver<u64> {
         self.1.clone()
+    }
+    fn generation(&self, type_url: &str, _names: Option<&weft_xds::server::Names>) -> Option<u64> {
+        Some(
+            self.0
+                .generations
+                .lock()
+                .expect("lock")
+                .get(type_url)
+                .copied()
+                .unwrap_or(0),
+        )
     }
     fn acked(&self, type_url: &str, version: &str) {
         self.0
@@ -156,6 +198,19 @@ impl Handler for Recorder {
                         .push(format!("listener:{}", l.name));
                 }
             }
+            type_url::VIRTUAL_HOST => {
+                let list = match update {
+                    Update::Full(list) => list,
+                    Update::Delta { changed, .. } => changed.into_iter().map(|(_, a)| a).collect(),
+                };
+                for any in list {
+                    let v = VirtualHost::decode(any.value.as_slice()).map_err(|e| e.to_string())?;
+                    self.log
+                        .lock()
+                        .expect("lock")
+                        .push(format!("vhost:{}", v.name));
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -175,6 +230,10 @@ impl Handler for Recorder {
             (
                 type_url::CLUSTER_LOAD_ASSIGNMENT,
                 Subscription::Names(names),
+            ),
+            (
+                type_url::VIRTUAL_HOST,
+                Subscription::Names(BTreeSet::from(["routes/to-d".to_string()])),
             ),
         ]
     }
@@ -276,6 +335,8 @@ async fn scenario(protocol: Protocol) {
     // One assignment changes: only it is sent, in both variants (a state-of-the-world
     // response of endpoints may leave out what did not change).
     recorder.log.lock().expect("lock").clear();
+    let clusters_looked = source.looked(type_url::CLUSTER);
+    let endpoints_looked = source.looked(type_url::CLUSTER_LOAD_ASSIGNMENT);
     let mut changed_a = ClusterLoadAssignment {
         cluster_name: "a".into(),
         ..Default::default()
@@ -296,6 +357,10 @@ async fn scenario(protocol: Protocol) {
         ["endpoints:a"],
         "only what changed"
     );
+    // Woken by the change, the stream looked at the endpoints only: the clusters'
+    // generation had not moved.
+    assert_eq!(source.looked(type_url::CLUSTER), clusters_looked);
+    assert!(source.looked(type_url::CLUSTER_LOAD_ASSIGNMENT) > endpoints_looked);
     source.set(
         type_url::CLUSTER_LOAD_ASSIGNMENT,
         vec![cla("a"), cla("b"), cla("c")],
@@ -333,8 +398,9 @@ async fn scenario(protocol: Protocol) {
     );
     assert!(!source.acks.lock().expect("lock").is_empty());
 
-    // A new EDS cluster and a listener that uses it, in one change: the listener waits
-    // until the client has subscribed to the cluster's endpoints and received them.
+    // A new EDS cluster and a listener and a virtual host that use it, in one change:
+    // they wait until the client has subscribed to the cluster's endpoints and received
+    // them.
     source.set_all(vec![
         (type_url::CLUSTER, vec![cluster("a", 2), eds_cluster("d")]),
         (
@@ -342,13 +408,21 @@ async fn scenario(protocol: Protocol) {
             vec![cla("a"), cla("b"), cla("c"), cla("d")],
         ),
         (type_url::LISTENER, vec![listener_named("to-d")]),
+        (
+            type_url::VIRTUAL_HOST,
+            vec![Resource::new(
+                "routes/to-d",
+                &VirtualHost {
+                    name: "routes/to-d".into(),
+                    ..Default::default()
+                },
+            )],
+        ),
     ]);
     let log = recorder.log.clone();
-    eventually("the listener", || {
-        log.lock()
-            .expect("lock")
-            .iter()
-            .any(|e| e == "listener:to-d")
+    eventually("the listener and the virtual host", || {
+        let log = log.lock().expect("lock");
+        log.iter().any(|e| e == "listener:to-d") && log.iter().any(|e| e == "vhost:routes/to-d")
     })
     .await;
     let log = log.lock().expect("lock").clone();
@@ -356,6 +430,10 @@ async fn scenario(protocol: Protocol) {
     assert!(
         at("endpoints:d") < at("listener:to-d") && at("endpoints:d").is_some(),
         "endpoints before the listener that routes to them: {log:?}"
+    );
+    assert!(
+        at("endpoints:d") < at("vhost:routes/to-d"),
+        "endpoints before the virtual host that routes to them: {log:?}"
     );
 }
 

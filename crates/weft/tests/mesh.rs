@@ -51,6 +51,17 @@ spec:
 /// three points, then a change to all-v2 is followed without restarting anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weighted_split_follows_the_virtual_service() {
+    weighted_split(&[]).await;
+}
+
+/// The same with a client sidecar on delta xDS, which takes its outbound virtual hosts
+/// over VHDS: the VirtualService reaches it as its service's virtual host alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_split_follows_the_virtual_service_over_vhds() {
+    weighted_split(&["--delta"]).await;
+}
+
+async fn weighted_split(client_args: &[&str]) {
     let dir = TempDir::new("split");
     let control = Control::start(&dir.0, "control", &dir.join("data"), &[]);
     let api = control.client();
@@ -82,10 +93,19 @@ async fn weighted_split_follows_the_virtual_service() {
         &[],
         client_app.addr.port(),
         &[&control],
-        &[],
+        client_args,
     );
     wait_healthy(&api, "reviews", 2, Duration::from_secs(20)).await;
     client.ready(Duration::from_secs(10)).await;
+    if client_args.contains(&"--delta") {
+        // Its route configuration's virtual hosts came over VHDS.
+        wait_config(
+            client.admin,
+            "outbound|default/reviews.default.svc.cluster.local:9080",
+            Duration::from_secs(10),
+        )
+        .await;
+    }
 
     apply(&api, SUBSETS).await;
     apply(&api, &split(80, 20)).await;

@@ -16,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use weft_model::networking::VirtualService;
 use weft_xds::pb::envoy::config::cluster::v3::Cluster;
+use weft_xds::pb::envoy::config::core::v3::Node;
 use weft_xds::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use weft_xds::pb::envoy::config::route::v3 as r;
 use weft_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
@@ -40,6 +41,42 @@ pub struct ProxyInfo {
     /// Gateway ports: (Gateway server port, local port the listener binds). They differ
     /// when the gateway is reached through a port mapping, or in tests.
     pub gateway_ports: Vec<(u16, u16)>,
+    /// Takes its outbound virtual hosts over VHDS ([`takes_vhds`]).
+    pub vhds: bool,
+}
+
+pub use weft_xds::VHDS_CLIENT_FEATURE;
+
+/// Whether a client gets its outbound virtual hosts over VHDS: a sidecar on delta ADS
+/// (Envoy supports VHDS over delta only) that is Envoy or says it supports it. A route
+/// change or a new service then sends one small virtual host, not the namespace's whole
+/// route configuration (one virtual host per service of the mesh).
+pub fn takes_vhds(node: &Node, role: &str, delta: bool) -> bool {
+    delta
+        && role == "sidecar"
+        && (node.user_agent_name == "envoy"
+            || node
+                .client_features
+                .iter()
+                .any(|f| f == VHDS_CLIENT_FEATURE))
+}
+
+/// The VHDS resource name of virtual host `vhost` of route configuration `routes`.
+pub fn vhds_name(routes: &str, vhost: &str) -> String {
+    format!("{routes}/{vhost}")
+}
+
+/// The outbound route configuration of a VHDS client: no virtual hosts of its own,
+/// they come over VHDS on the ADS stream.
+pub fn outbound_routes_vhds(namespace: &str) -> r::RouteConfiguration {
+    r::RouteConfiguration {
+        name: outbound_routes_name(namespace),
+        vhds: Some(r::Vhds {
+            config_source: Some(envoy::ads()),
+        }),
+        validate_clusters: Some(weft_xds::pb::google::protobuf::BoolValue { value: false }),
+        ..Default::default()
+    }
 }
 
 /// The outbound route configuration name for a namespace.

@@ -34,7 +34,54 @@ use weft_model::networking::destination_rule::DestinationRule;
 use weft_model::{Resource as ModelResource, Spec};
 use weft_xds::pb::envoy::config::core::v3::Node;
 use weft_xds::pb::google::protobuf::{value, Struct, Value};
+use weft_xds::server::NameSet;
 use weft_xds::{type_url, Resource};
+
+/// A route configuration's VHDS virtual hosts, and a hash of their names and versions.
+type VirtualHosts = (Arc<[Arc<Resource>]>, u64);
+
+/// A hash of resources' names and versions.
+fn generation<'a>(resources: impl Iterator<Item = &'a Arc<Resource>>) -> u64 {
+    let mut h = xxhash_rust::xxh64::Xxh64::new(0);
+    for r in resources {
+        h.update(r.name.as_bytes());
+        h.update(&[0]);
+        h.update(r.version.as_bytes());
+        h.update(&[0]);
+    }
+    h.digest()
+}
+
+/// What one proxy's xDS stream keeps from snapshot to snapshot: the resources made
+/// from its own node (listeners, local clusters), built and encoded again only when
+/// what they are made from changes, not for every proxy on every change of the mesh.
+#[derive(Default)]
+pub struct ProxyCache {
+    /// Listeners, with the [`Snapshot`]'s `listener_inputs` they were built from and
+    /// the warnings building them gave.
+    listeners: Mutex<Option<CachedListeners>>,
+    local_clusters: std::sync::OnceLock<Arc<[Arc<Resource>]>>,
+}
+
+type CachedListeners = (u64, Arc<[Arc<Resource>]>, Diagnostics);
+
+impl ProxyCache {
+    fn listeners(
+        &self,
+        inputs: u64,
+        build: impl FnOnce() -> (Arc<[Arc<Resource>]>, Diagnostics),
+    ) -> (Arc<[Arc<Resource>]>, Diagnostics) {
+        let mut cached = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some((at, all, d)) if *at == inputs => (all.clone(), d.clone()),
+            _ => {
+                let (all, d) = build();
+                *cached = Some((inputs, all.clone(), d.clone()));
+                (all, d)
+            }
+        }
+    }
+}
 
 /// Problems found while translating: the configuration still goes out, without the
 /// parts named here.
@@ -94,6 +141,18 @@ pub struct Snapshot {
     gateways: Gateways,
     gateway_vss: GatewayVirtualServices,
     routes: Mutex<BTreeMap<String, Arc<Resource>>>,
+    /// A hash of what a sidecar's listeners are made from besides its own node (the
+    /// security policies and settings): equal in two snapshots, the listeners are too.
+    listener_inputs: u64,
+    /// The outbound route configurations' virtual hosts as VHDS resources, by route
+    /// configuration name, built on first use.
+    vhosts: Mutex<BTreeMap<String, VirtualHosts>>,
+    /// Hashes of the names and versions of all clusters, and of all endpoint
+    /// assignments: [`Snapshot::generation`].
+    cluster_generation: u64,
+    endpoint_generation: u64,
+    /// The endpoint assignments by name, for lookups by a subscription's names.
+    endpoint_index: std::collections::HashMap<String, Arc<Resource>>,
     /// What was left out.
     pub diagnostics: Mutex<Diagnostics>,
 }
@@ -220,8 +279,34 @@ impl Snapshot {
                 clusters.insert(c.name.clone(), Arc::new(Resource::new(c.name.clone(), &c)));
             }
         }
+        let listener_inputs = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            format!("{peer_authentications:?}{authorization_policies:?}{request_authentications:?}{settings:?}").hash(&mut h);
+            // A jwksUri names a service: whether it resolves shapes the JWT filter.
+            let names_services = request_authentications
+                .values()
+                .flat_map(|r| &r.jwt_rules)
+                .any(|j| j.jwks_uri.is_some());
+            if names_services {
+                for svc in services.by_host.values() {
+                    (&svc.hostname, svc.ports.keys().collect::<Vec<_>>()).hash(&mut h);
+                }
+            }
+            h.finish()
+        };
+        let cluster_generation = generation(clusters.values().chain(plaintext_clusters.values()));
+        let endpoint_generation = generation(endpoints.values());
+        let endpoint_index = endpoints
+            .iter()
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
         Snapshot {
             version,
+            listener_inputs,
+            cluster_generation,
+            endpoint_generation,
+            endpoint_index,
             services,
             clusters,
             endpoints,
@@ -235,6 +320,7 @@ impl Snapshot {
             gateways,
             gateway_vss,
             routes: Mutex::new(BTreeMap::new()),
+            vhosts: Mutex::new(BTreeMap::new()),
             diagnostics: Mutex::new(diagnostics),
         }
     }
@@ -297,6 +383,83 @@ impl Snapshot {
         Some(resource)
     }
 
+    /// The virtual hosts of the outbound route configuration `name` (`outbound|NS`) as
+    /// VHDS resources, each named `outbound|NS/HOST:PORT` (Envoy's naming: the route
+    /// configuration, a slash, the virtual host), built on first use.
+    fn outbound_vhosts(&self, name: &str) -> Option<VirtualHosts> {
+        let namespace = name.strip_prefix("outbound|")?;
+        let mut vhosts = self.vhosts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = vhosts.get(name) {
+            return Some(v.clone());
+        }
+        let mut diagnostics = Diagnostics::default();
+        let rc = listener::outbound_routes(
+            &self.route_context(),
+            &self.vss,
+            namespace,
+            &mut diagnostics,
+        );
+        let list: Arc<[Arc<Resource>]> = rc
+            .virtual_hosts
+            .into_iter()
+            .map(|mut vh| {
+                vh.name = listener::vhds_name(name, &vh.name);
+                Arc::new(Resource::new(vh.name.clone(), &vh))
+            })
+            .collect();
+        let hash = generation(list.iter());
+        vhosts.insert(name.to_string(), (list.clone(), hash));
+        drop(vhosts);
+        self.keep(diagnostics);
+        Some((list, hash))
+    }
+
+    /// A number that changes whenever what [`Snapshot::select`] returns for a proxy,
+    /// type and names may have changed, where that is cheap to know (`None`
+    /// elsewhere): clusters and endpoints from hashes of all of them, a sidecar's
+    /// listeners from what they are made from, VHDS virtual hosts from hashes of each
+    /// route configuration's.
+    pub fn generation(
+        &self,
+        proxy: &ProxyInfo,
+        type_url: &str,
+        names: Option<&dyn NameSet>,
+    ) -> Option<u64> {
+        match type_url {
+            type_url::CLUSTER => Some(self.cluster_generation),
+            type_url::CLUSTER_LOAD_ASSIGNMENT => Some(self.endpoint_generation),
+            type_url::LISTENER if proxy.role == "sidecar" => Some(self.listener_inputs),
+            type_url::VIRTUAL_HOST if proxy.vhds => {
+                let own = listener::outbound_routes_name(&proxy.namespace);
+                let names: Vec<&str> = match names {
+                    Some(names) => names.each().collect(),
+                    None => vec![own.as_str()],
+                };
+                let mut h = xxhash_rust::xxh64::Xxh64::new(1);
+                for n in names {
+                    h.update(n.as_bytes());
+                    if let Some((_, hash)) = self.outbound_vhosts(n) {
+                        h.update(&hash.to_le_bytes());
+                    }
+                }
+                Some(h.digest())
+            }
+            _ => None,
+        }
+    }
+
+    /// A route configuration for a proxy: the outbound ones without their virtual hosts
+    /// for a proxy that takes them over VHDS.
+    fn route_for(&self, proxy: &ProxyInfo, name: &str) -> Option<Arc<Resource>> {
+        if proxy.vhds {
+            if let Some(namespace) = name.strip_prefix("outbound|") {
+                let rc = listener::outbound_routes_vhds(namespace);
+                return Some(Arc::new(Resource::new(name, &rc)));
+            }
+        }
+        self.route(name)
+    }
+
     /// The resources of `type_url` a proxy sees, limited to `names` when given.
     pub fn resources_for(
         &self,
@@ -304,7 +467,19 @@ impl Snapshot {
         type_url: &str,
         names: Option<&BTreeSet<String>>,
     ) -> Vec<Arc<Resource>> {
-        let wanted = |n: &str| names.is_none_or(|set| set.contains(n));
+        self.select(proxy, type_url, names.map(|n| n as &dyn NameSet), None)
+    }
+
+    /// [`Snapshot::resources_for`], with the names as any set (an xDS stream's
+    /// subscription), and what the proxy's stream kept from earlier snapshots.
+    pub fn select(
+        &self,
+        proxy: &ProxyInfo,
+        type_url: &str,
+        names: Option<&dyn NameSet>,
+        cache: Option<&ProxyCache>,
+    ) -> Vec<Arc<Resource>> {
+        let wanted = |n: &str| names.is_none_or(|set| set.has(n));
         match type_url {
             type_url::LISTENER if proxy.role == "proxyless" => {
                 let Some(names) = names else {
@@ -312,7 +487,7 @@ impl Snapshot {
                 };
                 let mut d = Diagnostics::default();
                 let out = names
-                    .iter()
+                    .each()
                     .filter_map(|n| {
                         listener::api_listener(
                             &self.route_context(),
@@ -338,14 +513,21 @@ impl Snapshot {
                 out
             }
             type_url::LISTENER => {
-                let mut d = Diagnostics::default();
-                let out = listener::sidecar(proxy, &self.inbound_security(), &mut d)
-                    .into_iter()
-                    .filter(|l| wanted(&l.name))
-                    .map(|l| Arc::new(Resource::new(l.name.clone(), &l)))
-                    .collect();
+                let build = || {
+                    let mut d = Diagnostics::default();
+                    let all: Arc<[Arc<Resource>]> =
+                        listener::sidecar(proxy, &self.inbound_security(), &mut d)
+                            .into_iter()
+                            .map(|l| Arc::new(Resource::new(l.name.clone(), &l)))
+                            .collect();
+                    (all, d)
+                };
+                let (all, d) = match cache {
+                    Some(cache) => cache.listeners(self.listener_inputs, build),
+                    None => build(),
+                };
                 self.keep(d);
-                out
+                all.iter().filter(|l| wanted(&l.name)).cloned().collect()
             }
             type_url::CLUSTER => {
                 let proxyless = proxy.role == "proxyless";
@@ -359,24 +541,32 @@ impl Snapshot {
                     })
                     .collect();
                 if proxy.role == "sidecar" {
-                    out.extend(
+                    let build = || -> Arc<[Arc<Resource>]> {
                         listener::local_clusters(proxy)
                             .into_iter()
-                            .filter(|c| wanted(&c.name))
-                            .map(|c| Arc::new(Resource::new(c.name.clone(), &c))),
-                    );
+                            .map(|c| Arc::new(Resource::new(c.name.clone(), &c)))
+                            .collect()
+                    };
+                    let local = match cache {
+                        Some(cache) => cache.local_clusters.get_or_init(build).clone(),
+                        None => build(),
+                    };
+                    out.extend(local.iter().filter(|c| wanted(&c.name)).cloned());
                 }
                 out
             }
             type_url::CLUSTER_LOAD_ASSIGNMENT => match names {
                 Some(names) => names
-                    .iter()
-                    .filter_map(|n| self.endpoints.get(n).cloned())
+                    .each()
+                    .filter_map(|n| self.endpoint_index.get(n).cloned())
                     .collect(),
                 None => self.endpoints.values().cloned().collect(),
             },
             type_url::ROUTE_CONFIGURATION => match names {
-                Some(names) => names.iter().filter_map(|n| self.route(n)).collect(),
+                Some(names) => names
+                    .each()
+                    .filter_map(|n| self.route_for(proxy, n))
+                    .collect(),
                 None if proxy.role == "gateway" => {
                     let mut d = Diagnostics::default();
                     let out = gateway::route_names(proxy, &self.gateways, &mut d)
@@ -387,10 +577,26 @@ impl Snapshot {
                     out
                 }
                 None => self
-                    .route(&listener::outbound_routes_name(&proxy.namespace))
+                    .route_for(proxy, &listener::outbound_routes_name(&proxy.namespace))
                     .into_iter()
                     .collect(),
             },
+            // VHDS: a subscription names route configurations (Envoy subscribes to the
+            // route configuration's name and expects every virtual host under it).
+            // Names of single virtual hosts (`ROUTE_CONFIGURATION/HOST`, Envoy's on-demand
+            // lookups) find nothing: every virtual host is sent up front.
+            type_url::VIRTUAL_HOST if proxy.vhds => {
+                let own = listener::outbound_routes_name(&proxy.namespace);
+                let names: Vec<&str> = match names {
+                    Some(names) => names.each().collect(),
+                    None => vec![own.as_str()],
+                };
+                let mut out = Vec::new();
+                for (list, _) in names.into_iter().filter_map(|n| self.outbound_vhosts(n)) {
+                    out.extend(list.iter().cloned());
+                }
+                out
+            }
             _ => Vec::new(),
         }
     }
@@ -479,6 +685,7 @@ impl ProxyInfo {
                 .iter()
                 .filter_map(gateway_port)
                 .collect(),
+            vhds: false,
         }
     }
 }

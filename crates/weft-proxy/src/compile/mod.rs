@@ -284,6 +284,16 @@ pub fn check_resource(
                 route::compile(&x, &path, &mut ctx);
             }
         }
+        t::VIRTUAL_HOST => {
+            if let Some(x) = decode_any::<r::v3::VirtualHost>(resource, &path, &mut ctx) {
+                // As the route configuration it joins compiles it.
+                let rc = r::v3::RouteConfiguration {
+                    virtual_hosts: vec![x],
+                    ..Default::default()
+                };
+                route::compile(&rc, &path, &mut ctx);
+            }
+        }
         other => ctx.error(&path, format!("weft does not take {other} over xDS")),
     }
     if ctx.errors.is_empty() {

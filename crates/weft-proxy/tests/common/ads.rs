@@ -1,7 +1,7 @@
 //! A small ADS server for tests: resources set by the test, pushed to every connected
 //! proxy on each change; NACKs recorded.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -33,7 +33,7 @@ impl Config {
 struct V(Arc<Config>, watch::Receiver<u64>);
 
 impl View for V {
-    fn resources(&self, t: &str, names: Option<&BTreeSet<String>>) -> Vec<Arc<Resource>> {
+    fn resources(&self, t: &str, names: Option<&weft_xds::server::Names>) -> Vec<Arc<Resource>> {
         let all = self
             .0
             .resources
@@ -42,8 +42,14 @@ impl View for V {
             .get(t)
             .cloned()
             .unwrap_or_default();
+        // VHDS subscribes to route configuration names: each names every virtual host
+        // under it (`ROUTE_CONFIGURATION/VIRTUAL_HOST`).
+        let vhds = t == weft_xds::type_url::VIRTUAL_HOST;
+        let wanted = |n: &weft_xds::server::Names, name: &str| {
+            n.contains(name) || (vhds && name.split_once('/').is_some_and(|(rc, _)| n.contains(rc)))
+        };
         all.into_iter()
-            .filter(|r| names.is_none_or(|n| n.contains(&r.name)))
+            .filter(|r| names.is_none_or(|n| wanted(n, &r.name)))
             .collect()
     }
     fn changes(&self) -> watch::Receiver<u64> {
