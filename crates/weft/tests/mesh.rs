@@ -330,4 +330,26 @@ async fn control_plane_kill_9_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     wait_healthy(&api, "reviews", 1, Duration::from_secs(10)).await;
+
+    // A sidecar killed hard takes its application along (no unmanaged leftover).
+    let mut client = client;
+    let pid = client.proc.child.id();
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .expect("the sidecar's children");
+    let app: u32 = children
+        .split_whitespace()
+        .next()
+        .and_then(|c| c.parse().ok())
+        .expect("the application's pid");
+    client.proc.kill();
+    let gone = Instant::now();
+    while std::path::Path::new(&format!("/proc/{app}/cmdline")).exists()
+        && std::fs::read_to_string(format!("/proc/{app}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    {
+        assert!(
+            gone.elapsed() < Duration::from_secs(5),
+            "the application outlived its sidecar"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

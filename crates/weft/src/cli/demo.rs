@@ -177,7 +177,7 @@ fn spawn(
     children: &mut Vec<Child>,
 ) -> anyhow::Result<()> {
     let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
-    let process = std::process::Command::new(exe)
+    let process = super::child::die_with_parent(&mut std::process::Command::new(exe))
         .args(args)
         // Each sidecar's own join token, in its environment rather than on `ps`.
         .env("WEFT_TOKEN", token)

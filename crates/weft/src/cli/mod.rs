@@ -2,6 +2,7 @@
 
 pub mod bookinfo;
 pub mod ca;
+pub mod child;
 pub mod connect;
 pub mod control;
 pub mod demo;

@@ -252,7 +252,10 @@ async fn supervise(
 ) -> anyhow::Result<ExitCode> {
     let proxy_url = format!("http://127.0.0.1:{outbound_port}");
     let no_proxy = "localhost,127.0.0.1,::1";
-    let mut child = tokio::process::Command::new(&args.command[0])
+    let mut command = tokio::process::Command::new(&args.command[0]);
+    // Killed hard, the sidecar takes its application along: no unmanaged leftover.
+    super::child::die_with_parent(command.as_std_mut());
+    let mut child = command
         .args(&args.command[1..])
         .env("HTTP_PROXY", &proxy_url)
         .env("http_proxy", &proxy_url)
