@@ -2160,3 +2160,18 @@ fn generations_follow_what_changed() {
     let gw = ingress_gateway(&[(8080, 0)]);
     assert_eq!(base.generation(&gw, type_url::LISTENER, None), None);
 }
+
+#[test]
+fn a_sidecar_resource_is_not_ignored_in_silence() {
+    let resources = parse(
+        "sidecar.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default, namespace: default}\nspec:\n  egress:\n  - hosts: [\"./*\"]\n",
+    );
+    let snap = Snapshot::build(1, &resources, &bookinfo_instances());
+    let w = warnings(&snap);
+    assert!(
+        w.iter()
+            .any(|w| w.contains("Sidecar default/default") && w.contains("not enforced")),
+        "{w:?}"
+    );
+}

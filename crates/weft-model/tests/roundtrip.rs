@@ -154,7 +154,12 @@ spec:
 #[test]
 fn every_kind_parses() {
     let (resources, warnings) = parse_ok("all.yaml", ALL_KINDS);
-    assert!(warnings.is_empty(), "{warnings:#?}");
+    // The one warning: Sidecar scoping is not enforced yet.
+    let unexpected: Vec<_> = warnings
+        .iter()
+        .filter(|w| !w.to_string().contains("Sidecar scoping is not enforced yet"))
+        .collect();
+    assert!(unexpected.is_empty(), "{unexpected:#?}");
     let kinds: Vec<Kind> = resources.iter().map(Resource::kind).collect();
     assert_eq!(kinds, Kind::ALL);
 }
@@ -171,7 +176,7 @@ fn json_and_yaml_read_back_the_same() {
         );
         let yaml = serde_yaml_ng::to_string(r).expect("yaml");
         let (again, warnings) = parse_ok("printed.yaml", &yaml);
-        assert!(warnings.is_empty());
+        assert!(warnings.len() <= usize::from(r.kind() == Kind::Sidecar));
         assert_eq!(again.len(), 1);
         assert_eq!(&again[0], r, "{yaml}");
     }

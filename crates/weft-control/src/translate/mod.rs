@@ -249,6 +249,12 @@ impl Snapshot {
                     request_authentications
                         .insert((r.namespace().to_string(), r.name().to_string()), p.clone());
                 }
+                // Said out loud rather than ignored in silence.
+                Spec::Sidecar(_) => diagnostics.warn(format!(
+                    "Sidecar {}/{}: egress and ingress scoping are not enforced yet; every proxy still gets every service",
+                    r.namespace(),
+                    r.name()
+                )),
                 _ => {}
             }
         }

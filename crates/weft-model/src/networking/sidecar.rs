@@ -111,6 +111,9 @@ pub enum OutboundMode {
 
 impl Validate for Sidecar {
     fn validate(&self, v: &mut Validator<'_>) {
+        // Stored, so that it takes effect when Weft enforces it; the user hears now
+        // that it does not yet.
+        v.warn("Sidecar scoping is not enforced yet: every proxy still gets every service");
         if let Some(sel) = &self.workload_selector {
             v.at("workloadSelector", |v| {
                 v.at("labels", |v| rules::check_selector_labels(v, &sel.labels))
