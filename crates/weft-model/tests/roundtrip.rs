@@ -157,7 +157,10 @@ fn every_kind_parses() {
     // The one warning: Sidecar scoping is not enforced yet.
     let unexpected: Vec<_> = warnings
         .iter()
-        .filter(|w| !w.to_string().contains("Sidecar scoping is not enforced yet"))
+        .filter(|w| {
+            !w.to_string()
+                .contains("Sidecar scoping is not enforced yet")
+        })
         .collect();
     assert!(unexpected.is_empty(), "{unexpected:#?}");
     let kinds: Vec<Kind> = resources.iter().map(Resource::kind).collect();

@@ -565,25 +565,11 @@ async fn sotw_push(
     // changed, and what it holds that is still there. `known` is updated in place: a
     // change of one resource touches one entry, not a set rebuilt per client.
     let partial = sotw_partial(type_url);
-    let mut added = Vec::new();
-    let mut changed = Vec::new();
-    let mut held = 0;
-    for r in &resources {
-        match state.known.get(r.name.as_str()) {
-            Some(k) => {
-                held += 1;
-                if !k.is(r) {
-                    changed.push(r.clone());
-                }
-            }
-            None => {
-                if type_url == type_url::CLUSTER {
-                    added.push(r.clone());
-                }
-                changed.push(r.clone());
-            }
-        }
-    }
+    let Compared {
+        changed,
+        added,
+        held,
+    } = compare(&state.known, &resources, type_url);
     if held != state.known.len() {
         let present: HashSet<&str> = resources.iter().map(|r| r.name.as_str()).collect();
         state.known.retain(|k| present.contains(k.0.name.as_str()));
@@ -620,9 +606,45 @@ async fn sotw_push(
     Ok(added)
 }
 
-/// What a delta client holds of one resource: the resource as last sent (shared with
-/// the snapshot it came from), found by name.
+/// What a client holds of one resource: the resource as last sent (shared with the
+/// snapshot it came from), found by name.
 struct Known(Arc<Resource>);
+
+/// The resources present now, against what a client holds.
+struct Compared {
+    /// New to the client or changed since it got them.
+    changed: Vec<Arc<Resource>>,
+    /// Clusters only: those new to the client, for the warming hold.
+    added: Vec<Arc<Resource>>,
+    /// How many of those present the client holds (all of what it holds, when equal
+    /// to its count: nothing was removed).
+    held: usize,
+}
+
+fn compare(known: &HashSet<Known>, resources: &[Arc<Resource>], type_url: &str) -> Compared {
+    let mut out = Compared {
+        changed: Vec::new(),
+        added: Vec::new(),
+        held: 0,
+    };
+    for r in resources {
+        match known.get(r.name.as_str()) {
+            Some(k) => {
+                out.held += 1;
+                if !k.is(r) {
+                    out.changed.push(r.clone());
+                }
+            }
+            None => {
+                if type_url == type_url::CLUSTER {
+                    out.added.push(r.clone());
+                }
+                out.changed.push(r.clone());
+            }
+        }
+    }
+    out
+}
 
 impl Known {
     fn is(&self, r: &Arc<Resource>) -> bool {
@@ -840,26 +862,11 @@ async fn delta_push(
     if state.synced.as_deref() == Some(version.as_str()) && !must_answer {
         return Ok(Vec::new());
     }
-    let mut send = Vec::new();
-    // Clusters only: those the client did not have, for the warming hold.
-    let mut added = Vec::new();
-    let mut held = 0;
-    for r in &resources {
-        match state.known.get(r.name.as_str()) {
-            Some(k) => {
-                held += 1;
-                if !k.is(r) {
-                    send.push(r.clone());
-                }
-            }
-            None => {
-                if type_url == type_url::CLUSTER {
-                    added.push(r.clone());
-                }
-                send.push(r.clone());
-            }
-        }
-    }
+    let Compared {
+        changed: send,
+        added,
+        held,
+    } = compare(&state.known, &resources, type_url);
     // Something the client holds is gone unless it holds exactly what is present.
     let removed: Vec<String> = if held == state.known.len() {
         Vec::new()
