@@ -86,11 +86,13 @@ impl Origin {
     }
 
     /// Resolves with termination details once an update leaves no TCP chain that
-    /// takes the connection.
-    pub async fn revoked(&self, conn: &Downstream) -> String {
+    /// takes the connection (accepted under `accepted`: an update that came before
+    /// this was called counts too).
+    pub async fn revoked(&self, conn: &Downstream, accepted: &Arc<Listener>) -> String {
         let mut updates = self.handle.updates();
+        let mut missed = !self.is_current(accepted);
         loop {
-            if updates.changed().await.is_err() {
+            if !std::mem::take(&mut missed) && updates.changed().await.is_err() {
                 // The handle is gone with its listener; open connections go on.
                 std::future::pending::<()>().await;
             }

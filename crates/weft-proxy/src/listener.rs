@@ -321,7 +321,7 @@ async fn handle_connection(
             }
         }
         Network::Tcp(proxy) => {
-            let revoked = origin.revoked(&downstream);
+            let revoked = origin.revoked(&downstream, &listener);
             crate::tcp::proxy(io, proxy.clone(), downstream.clone(), revoked).await;
         }
     }
