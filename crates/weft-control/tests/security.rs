@@ -407,6 +407,13 @@ async fn root_rotation_steps_in_order_and_only_for_admins() {
         .expect("prepare");
     assert_eq!(prepared.roots.len(), 2);
     assert!(prepared.roots[1].pending && !prepared.roots[1].signing);
+    let since = prepared.pending_since.expect("a rotation under way");
+    assert_eq!(
+        prepared.activate_from,
+        Some(since + 120),
+        "two 60 s refreshes"
+    );
+    assert_eq!(prepared.finish_from, None);
     assert_eq!(
         status(rotate(&p.admin, Step::Prepare, false).await),
         StatusCode::CONFLICT,
@@ -426,6 +433,11 @@ async fn root_rotation_steps_in_order_and_only_for_admins() {
         .await
         .expect("forced");
     assert!(active.roots[1].signing && !active.roots[0].signing);
+    assert_eq!(active.activate_from, None);
+    assert_eq!(
+        active.finish_from,
+        Some(active.signing_since + active.workload_ttl_seconds + 5)
+    );
 
     // New certificates chain to the new root; the old one is still trusted.
     let (request, _key) = csr(&[]);
@@ -439,5 +451,6 @@ async fn root_rotation_steps_in_order_and_only_for_admins() {
     );
     let done = rotate(&p.admin, Step::Finish, true).await.expect("forced");
     assert_eq!(done.roots.len(), 1);
+    assert_eq!(done.finish_from, None);
     assert_eq!(done.roots[0].pem, active.roots[1].pem);
 }

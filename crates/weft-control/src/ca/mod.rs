@@ -243,9 +243,8 @@ fn supplied(ca: &CaPem) -> Result<Stored, CaError> {
         path: "(PEM)".into(),
         reason,
     };
-    KeyPair::from_pem(&ca.key).map_err(|e| invalid("key", e.to_string()))?;
-    Issuer::from_ca_cert_pem(&ca.cert, KeyPair::from_pem(&ca.key).expect("checked above"))
-        .map_err(|e| invalid("certificate", e.to_string()))?;
+    let key = KeyPair::from_pem(&ca.key).map_err(|e| invalid("key", e.to_string()))?;
+    Issuer::from_ca_cert_pem(&ca.cert, key).map_err(|e| invalid("certificate", e.to_string()))?;
     let chain = ca.chain.as_deref().map(split_pem).unwrap_or_default();
     // The root is the last of the chain, or the certificate itself.
     let root = chain.last().cloned().unwrap_or_else(|| ca.cert.clone());
@@ -255,7 +254,7 @@ fn supplied(ca: &CaPem) -> Result<Stored, CaError> {
         chain,
         roots: vec![root],
         pending: None,
-        signing_since: rotation::unix_now(),
+        signing_since: crate::proxies::unix_now(),
     })
 }
 

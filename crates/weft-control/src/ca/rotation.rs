@@ -12,7 +12,8 @@
 //! `force` skips the waits: for an operator who knows every workload is done.
 
 use super::{new_root, supplied, Authority, CaError, CaPem, Pending, Stored};
-use std::time::{Duration, SystemTime};
+use crate::proxies::unix_now;
+use std::time::Duration;
 
 /// A rotation step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -45,12 +46,18 @@ pub enum RotationError {
     Ca(#[from] CaError),
 }
 
-/// Seconds since the Unix epoch.
-pub(super) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
+impl Authority {
+    /// When a prepared root (prepared at `prepared_at`) may sign: once every sidecar
+    /// has had two refresh periods to fetch the bundle that holds it.
+    pub(super) fn activate_from(&self, prepared_at: u64) -> u64 {
+        prepared_at + 2 * self.bundle_refresh.as_secs()
+    }
+
+    /// When the roots but the signing one may go: once every certificate signed before
+    /// `signing_since` has expired.
+    pub(super) fn finish_from(&self, signing_since: u64) -> u64 {
+        signing_since + self.workload_ttl.as_secs() + SKEW.as_secs()
+    }
 }
 
 fn not_before(at: u64, why: &'static str, force: bool) -> Result<(), RotationError> {
@@ -103,7 +110,7 @@ impl Authority {
                     ));
                 };
                 not_before(
-                    pending.prepared_at + 2 * self.bundle_refresh.as_secs(),
+                    self.activate_from(pending.prepared_at),
                     "sidecars may not have fetched the new trust bundle yet",
                     force,
                 )?;
@@ -119,7 +126,7 @@ impl Authority {
                     ));
                 }
                 not_before(
-                    next.signing_since + self.workload_ttl.as_secs() + SKEW.as_secs(),
+                    self.finish_from(next.signing_since),
                     "certificates the previous root signed may still be in use",
                     force,
                 )?;

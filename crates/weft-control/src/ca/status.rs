@@ -34,6 +34,12 @@ pub struct CaStatus {
     pub signing_since: u64,
     /// When a prepared root joined the bundle, if a rotation is under way.
     pub pending_since: Option<u64>,
+    /// With a prepared root: when `activate` is allowed (Unix seconds).
+    #[serde(default)]
+    pub activate_from: Option<u64>,
+    /// With old roots still trusted after activation: when `finish` is allowed.
+    #[serde(default)]
+    pub finish_from: Option<u64>,
     /// How often sidecars fetch this (seconds).
     pub bundle_refresh_seconds: u64,
     /// Lifetime of workload certificates (seconds).
@@ -98,6 +104,12 @@ impl Authority {
             roots,
             signing_since: stored.signing_since,
             pending_since: stored.pending.as_ref().map(|p| p.prepared_at),
+            activate_from: stored
+                .pending
+                .as_ref()
+                .map(|p| self.activate_from(p.prepared_at)),
+            finish_from: (stored.pending.is_none() && stored.roots.len() > 1)
+                .then(|| self.finish_from(stored.signing_since)),
             bundle_refresh_seconds: self.bundle_refresh.as_secs(),
             workload_ttl_seconds: self.workload_ttl.as_secs(),
         })

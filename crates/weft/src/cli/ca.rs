@@ -130,31 +130,23 @@ fn render(status: &CaStatus) -> String {
             state.into(),
         ]);
     }
-    let now = unix_now();
-    let rotation = match status.pending_since {
-        Some(at) => {
-            let ready = at + 2 * status.bundle_refresh_seconds;
-            if now >= ready {
-                "rotation: a new root is prepared; `weft ca rotate activate` may run now".into()
-            } else {
-                format!(
-                    "rotation: a new root is prepared; activate in {}s",
-                    ready - now
-                )
-            }
+    let wait = |from: u64| from.saturating_sub(unix_now());
+    let rotation = match (status.activate_from, status.finish_from) {
+        (Some(from), _) if wait(from) == 0 => {
+            "rotation: a new root is prepared; `weft ca rotate activate` may run now".into()
         }
-        None if status.roots.len() > 1 => {
-            let ready = status.signing_since + status.workload_ttl_seconds + 5;
-            if now >= ready {
-                "rotation: the new root signs; `weft ca rotate finish` may run now".into()
-            } else {
-                format!(
-                    "rotation: the new root signs; finish in {}s (old certificates expire)",
-                    ready - now
-                )
-            }
+        (Some(from), _) => format!(
+            "rotation: a new root is prepared; activate in {}s",
+            wait(from)
+        ),
+        (None, Some(from)) if wait(from) == 0 => {
+            "rotation: the new root signs; `weft ca rotate finish` may run now".into()
         }
-        None => "rotation: none under way".into(),
+        (None, Some(from)) => format!(
+            "rotation: the new root signs; finish in {}s (old certificates expire)",
+            wait(from)
+        ),
+        (None, None) => "rotation: none under way".into(),
     };
     format!("trust domain {}\n{table}{rotation}\n", status.trust_domain)
 }
