@@ -496,12 +496,9 @@ fn condition(c: &Condition, trust_domain: &str, http: bool) -> Result<Checked, S
         if !http {
             return Err(format!("{key} cannot be checked on a TCP port"));
         }
-        // Checked once on a sample value: the key decides whether it is supported.
-        request_principal::condition(key, pattern("*", ""))
+        let field = request_principal::TokenField::of(key)
             .ok_or_else(|| format!("condition {key:?} is not supported yet"))??;
-        return on_source(c, |v| {
-            request_principal::condition(key, pattern(v, "")).expect("checked above")
-        });
+        return on_source(c, |v| Ok(field.principal(pattern(v, ""))));
     }
     match key {
         "source.principal" => on_source(c, |v| Ok(principal_id(v))),

@@ -43,44 +43,68 @@ pub fn principal(m: StringMatcher) -> rbac::Principal {
     metadata(&["request.auth.principal"], string(m))
 }
 
-/// A `when` key on the token, or `None` when `key` is not one. Claims match a string
-/// claim or any element of a list claim; `[a][b]` reaches a nested claim.
-pub fn condition(key: &str, m: StringMatcher) -> Option<Result<rbac::Principal, String>> {
-    match key {
-        "request.auth.principal" => return Some(Ok(principal(m))),
-        "request.auth.audiences" | "request.auth.presenter" => {
-            return Some(Ok(metadata(&[key], string(m))))
+/// A `when` key on the token, read once: where its value is, and whether it is a
+/// claim (a string, or a list any element of which may match).
+pub struct TokenField {
+    path: Vec<String>,
+    claim: bool,
+}
+
+impl TokenField {
+    /// The field `key` names (`request.auth.principal`, `.audiences`, `.presenter`,
+    /// `.claims[NAME]`, `[a][b]` for a nested claim), or `None` when it names none;
+    /// `Err` for a malformed claim key.
+    pub fn of(key: &str) -> Option<Result<TokenField, String>> {
+        let field = |path: Vec<&str>, claim| {
+            Some(Ok(TokenField {
+                path: path.into_iter().map(String::from).collect(),
+                claim,
+            }))
+        };
+        match key {
+            "request.auth.principal" | "request.auth.audiences" | "request.auth.presenter" => {
+                return field(vec![key], false)
+            }
+            _ => {}
         }
-        _ => {}
+        let claims = key.strip_prefix("request.auth.claims")?;
+        let names: Vec<&str> = claims
+            .strip_prefix('[')
+            .and_then(|c| c.strip_suffix(']'))
+            .map(|c| c.split("][").collect())
+            .unwrap_or_default();
+        if names.is_empty() || names.iter().any(|n| n.is_empty()) {
+            return Some(Err(format!(
+                "{key:?}: a claim is named as request.auth.claims[NAME]"
+            )));
+        }
+        let mut path = vec!["request.auth.claims"];
+        path.extend(names);
+        field(path, true)
     }
-    let claims = key.strip_prefix("request.auth.claims")?;
-    let names: Vec<&str> = claims
-        .strip_prefix('[')
-        .and_then(|c| c.strip_suffix(']'))
-        .map(|c| c.split("][").collect())
-        .unwrap_or_default();
-    if names.is_empty() || names.iter().any(|n| n.is_empty()) {
-        return Some(Err(format!(
-            "{key:?}: a claim is named as request.auth.claims[NAME]"
-        )));
+
+    /// The principal matching the field with `m`.
+    pub fn principal(&self, m: StringMatcher) -> rbac::Principal {
+        let path: Vec<&str> = self.path.iter().map(String::as_str).collect();
+        if !self.claim {
+            return metadata(&path, string(m));
+        }
+        let either = ValueMatcher {
+            match_pattern: Some(value_matcher::MatchPattern::OrMatch(OrMatcher {
+                value_matchers: vec![
+                    ValueMatcher {
+                        match_pattern: Some(value_matcher::MatchPattern::ListMatch(Box::new(
+                            ListMatcher {
+                                match_pattern: Some(list_matcher::MatchPattern::OneOf(Box::new(
+                                    string(m.clone()),
+                                ))),
+                            },
+                        ))),
+                    },
+                    string(m),
+                ],
+            })),
+        };
+        metadata(&path, either)
     }
-    let mut path = vec!["request.auth.claims"];
-    path.extend(names);
-    let either = ValueMatcher {
-        match_pattern: Some(value_matcher::MatchPattern::OrMatch(OrMatcher {
-            value_matchers: vec![
-                ValueMatcher {
-                    match_pattern: Some(value_matcher::MatchPattern::ListMatch(Box::new(
-                        ListMatcher {
-                            match_pattern: Some(list_matcher::MatchPattern::OneOf(Box::new(
-                                string(m.clone()),
-                            ))),
-                        },
-                    ))),
-                },
-                string(m),
-            ],
-        })),
-    };
-    Some(Ok(metadata(&path, either)))
 }
