@@ -60,7 +60,9 @@ fn key_hash(key: &HashKey, req: &RequestView<'_>, client: IpAddr) -> Option<u64>
         HashKey::Header(HeaderKey::Path) => Some(xxh64(req.path.as_bytes(), 0)),
         HashKey::Header(HeaderKey::Authority) => Some(xxh64(req.authority.as_bytes(), 0)),
         HashKey::Header(HeaderKey::Scheme) => Some(xxh64(req.scheme.as_bytes(), 0)),
-        HashKey::Cookie(name) => cookie(req.headers, name).map(|v| xxh64(v.as_bytes(), 0)),
+        HashKey::Cookie(name) => {
+            crate::http::headers::cookie(req.headers, name).map(|v| xxh64(v.as_bytes(), 0))
+        }
         HashKey::SourceIp => Some(match client {
             IpAddr::V4(a) => xxh64(&a.octets(), 0),
             IpAddr::V6(a) => xxh64(&a.octets(), 0),
@@ -73,16 +75,6 @@ fn key_hash(key: &HashKey, req: &RequestView<'_>, client: IpAddr) -> Option<u64>
             })
         }
     }
-}
-
-/// The value of cookie `name` in the request's `Cookie` headers.
-pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get_all(http::header::COOKIE).iter().find_map(|v| {
-        v.to_str().ok()?.split(';').find_map(|c| {
-            let (k, v) = c.trim().split_once('=')?;
-            (k == name).then_some(v)
-        })
-    })
 }
 
 #[cfg(test)]

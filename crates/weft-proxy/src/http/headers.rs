@@ -217,6 +217,16 @@ pub fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&out).expect("hex digits and dashes are a valid header value")
 }
 
+/// The value of cookie `name` in the request's `Cookie` headers (the first one).
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get_all(http::header::COOKIE).iter().find_map(|v| {
+        v.to_str().ok()?.split(';').find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,8 @@
 //! header counts. A token is removed only from a header (the whole header goes);
 //! query parameters and cookies are left as they came.
 
-use http::header::{HeaderName, AUTHORIZATION, COOKIE};
+use crate::http::headers::cookie;
+use http::header::{HeaderName, AUTHORIZATION};
 use http::HeaderMap;
 
 /// Envoy's default header prefix.
@@ -60,7 +61,7 @@ impl Location {
                 }
             }
             Location::Cookie(name) => {
-                if let Some(token) = cookie(headers, name) {
+                if let Some(token) = cookie(headers, name).map(|v| v.trim_matches('"')) {
                     out.push(token.to_string());
                 }
             }
@@ -97,19 +98,6 @@ fn query_param(query: &str, name: &str) -> Option<String> {
             .then(|| percent_decode(v))
             .flatten()
     })
-}
-
-/// The value of cookie `name` in the `Cookie` headers.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then(|| v.trim_matches('"'))
-        })
 }
 
 /// `%XX` escapes decoded; `None` when the result is not UTF-8.
