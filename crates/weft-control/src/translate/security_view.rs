@@ -60,7 +60,7 @@ impl Snapshot {
                 });
             }
             if instance.sidecar {
-                authz.push(self.instance_authorization(&instance.id, instance));
+                authz.push(self.instance_authorization(instance));
             }
         }
         SecurityView {
@@ -94,7 +94,6 @@ impl Snapshot {
 
     fn instance_authorization(
         &self,
-        id: &str,
         instance: &crate::registry::Instance,
     ) -> InstanceAuthorization {
         let target = Target {
@@ -104,7 +103,7 @@ impl Snapshot {
             trust_domain: &self.settings.trust_domain,
         };
         let mut view = InstanceAuthorization {
-            instance: id.to_string(),
+            instance: instance.id.clone(),
             audit: Vec::new(),
             deny: Vec::new(),
             allow: Vec::new(),
