@@ -13,7 +13,6 @@ use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_test::proxy::{admin_metrics as metrics, metric};
-use weft_test::Upstream;
 
 const MESH_STRICT: &str = r#"
 apiVersion: security.istio.io/v1
@@ -79,36 +78,16 @@ async fn sidecars_speak_mtls_and_peer_authentication_decides() {
     let control = Control::start(&dir.0, "control", &dir.join("data"), &[]);
     let api = control.client();
     apply(&api, MESH_STRICT).await;
-    let server_app = Upstream::start("server").await;
-    let client_app = Upstream::start("client").await;
     let inbound = free_port();
     let inbound_addr = SocketAddr::from(([127, 0, 0, 1], inbound));
-    let server = sidecar(
-        &dir.0,
-        "server",
-        "server",
+    let pair = Pair::start(
+        &dir,
+        &control,
         &["app=server"],
-        server_app.addr.port(),
-        &[&control],
         &["--inbound-port", &inbound.to_string()],
-    );
-    let client = sidecar(
-        &dir.0,
-        "client",
-        "client",
-        &["app=client"],
-        client_app.addr.port(),
-        &[&control],
-        &[],
-    );
-    wait_healthy(&api, "server", 1, Duration::from_secs(20)).await;
-    client.ready(Duration::from_secs(10)).await;
-    wait_config(
-        client.admin,
-        "spiffe://cluster.local/ns/default/sa/server",
-        Duration::from_secs(10),
     )
     .await;
+    let (server, client) = (&pair.server, &pair.client);
 
     // Start the capture, then send traffic between the sidecars.
     let capture = dir.join("between-sidecars.pcap");

@@ -10,7 +10,6 @@ use serde_json::json;
 use std::time::Duration;
 use support::*;
 use weft_test::jwt::{jwks, now, Issuer, JwksServer};
-use weft_test::Upstream;
 
 const ISSUER: &str = "testing@secure.istio.io";
 
@@ -116,10 +115,6 @@ async fn jwt_from_a_jwks_in_the_mesh_and_request_principals() {
     let issuer = Issuer::rsa(ISSUER, "key-1");
     let stranger = Issuer::rsa(ISSUER, "key-2");
     let keys = JwksServer::start(jwks(&[&issuer])).await;
-    let (server_app, client_app) = (
-        Upstream::start("server").await,
-        Upstream::start("client").await,
-    );
     let jwks_sidecar = sidecar(
         &dir.0,
         "jwks",
@@ -129,47 +124,28 @@ async fn jwt_from_a_jwks_in_the_mesh_and_request_principals() {
         &[&control],
         &[],
     );
-    let server = sidecar(
-        &dir.0,
-        "server",
-        "server",
-        &["app=server"],
-        server_app.addr.port(),
-        &[&control],
-        &[],
-    );
-    let client = sidecar(
-        &dir.0,
-        "client",
-        "client",
-        &[],
-        client_app.addr.port(),
-        &[&control],
-        &[],
-    );
-    wait_healthy(&api, "server", 1, Duration::from_secs(20)).await;
+    let pair = Pair::start(&dir, &control, &["app=server"], &[]).await;
+    let (server, client) = (&pair.server, &pair.client);
     wait_healthy(&api, "jwks", 1, Duration::from_secs(20)).await;
-    client.ready(Duration::from_secs(10)).await;
-    wait_config(client.admin, "sa/server", Duration::from_secs(10)).await;
-    assert_eq!(call(&client, None).await.0, 200);
+    assert_eq!(call(client, None).await.0, 200);
 
     apply(&api, &request_authentication()).await;
     wait_config(server.admin, "jwt_authn", Duration::from_secs(10)).await;
     let good = issuer.token(ISSUER, "any");
 
     // Invalid tokens are refused; a valid one and none at all pass.
-    wait_status(&client, Some("not.a.token"), 401).await;
-    assert_eq!(call(&client, None).await.0, 200, "no token: allowed");
-    let (status, body) = call(&client, Some(&good)).await;
+    wait_status(client, Some("not.a.token"), 401).await;
+    assert_eq!(call(client, None).await.0, 200, "no token: allowed");
+    let (status, body) = call(client, Some(&good)).await;
     assert_eq!(status, 200, "{body}");
     assert!(keys.hits() >= 1, "the keys came from the JWKS service");
     assert_eq!(
-        call(&client, Some(&stranger.token(ISSUER, "any"))).await.0,
+        call(client, Some(&stranger.token(ISSUER, "any"))).await.0,
         401,
         "a key the JWKS does not hold"
     );
     let expired = issuer.sign(json!({"iss": ISSUER, "sub": ISSUER, "exp": now() - 600}));
-    assert_eq!(call(&client, Some(&expired)).await.0, 401, "expired");
+    assert_eq!(call(client, Some(&expired)).await.0, 401, "expired");
     assert!(
         !body.to_ascii_lowercase().contains("authorization"),
         "the token is not forwarded to the application: {body}"
@@ -177,10 +153,10 @@ async fn jwt_from_a_jwks_in_the_mesh_and_request_principals() {
 
     // A policy requires the principal ISSUER/ISSUER.
     apply(&api, &require_principal()).await;
-    wait_status(&client, None, 403).await;
-    assert_eq!(call(&client, Some(&good)).await.0, 200);
+    wait_status(client, None, 403).await;
+    assert_eq!(call(client, Some(&good)).await.0, 200);
     assert_eq!(
-        call(&client, Some(&issuer.token("someone-else", "any")))
+        call(client, Some(&issuer.token("someone-else", "any")))
             .await
             .0,
         403,
@@ -192,7 +168,7 @@ async fn jwt_from_a_jwks_in_the_mesh_and_request_principals() {
     let grouped = issuer.sign(json!({
         "iss": ISSUER, "sub": "anyone", "exp": now() + 600, "groups": ["group1", "group2"]
     }));
-    wait_status(&client, Some(&good), 403).await;
-    assert_eq!(call(&client, Some(&grouped)).await.0, 200, "group1 member");
+    wait_status(client, Some(&good), 403).await;
+    assert_eq!(call(client, Some(&grouped)).await.0, 200, "group1 member");
     drop(jwks_sidecar);
 }

@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::*;
-use weft_test::Upstream;
 
 const STRICT: &str = r#"
 apiVersion: security.istio.io/v1
@@ -115,31 +114,8 @@ async fn certificates_and_root_rotate_under_load_without_a_failed_request() {
     let api = control.client();
     apply(&api, STRICT).await;
     apply(&api, NEW_CONNECTION_EACH_REQUEST).await;
-    let (server_app, client_app) = (
-        Upstream::start("server").await,
-        Upstream::start("client").await,
-    );
-    let server = sidecar(
-        &dir.0,
-        "server",
-        "server",
-        &[],
-        server_app.addr.port(),
-        &[&control],
-        &[],
-    );
-    let client = sidecar(
-        &dir.0,
-        "client",
-        "client",
-        &[],
-        client_app.addr.port(),
-        &[&control],
-        &[],
-    );
-    wait_healthy(&api, "server", 1, Duration::from_secs(20)).await;
-    client.ready(Duration::from_secs(10)).await;
-    wait_config(client.admin, "sa/server", Duration::from_secs(10)).await;
+    let pair = Pair::start(&dir, &control, &[], &[]).await;
+    let (server, client) = (&pair.server, &pair.client);
     let mut mesh = MeshClient::new(client.outbound);
     wait_served(
         &mut mesh,
@@ -151,7 +127,7 @@ async fn certificates_and_root_rotate_under_load_without_a_failed_request() {
 
     let start = Instant::now();
     let load = Load::start(client.outbound, "http://server:9080/");
-    let sidecars = [&server, &client];
+    let sidecars = [server, client];
     let mut serials = vec![BTreeSet::new(), BTreeSet::new()];
     watch(
         &sidecars,

@@ -381,6 +381,65 @@ pub fn sidecar(
     }
 }
 
+/// A caller and a service, each an `Upstream` application (named `client` and
+/// `server`) behind its own sidecar, in sync: the service is healthy and the caller's
+/// sidecar holds the mTLS cluster to it.
+pub struct Pair {
+    /// The service's application.
+    pub server_app: weft_test::Upstream,
+    /// The caller's application.
+    pub client_app: weft_test::Upstream,
+    /// The service's sidecar (`server`, with the labels and flags given).
+    pub server: Sidecar,
+    /// The caller's sidecar (`client`).
+    pub client: Sidecar,
+}
+
+impl Pair {
+    /// Starts both and waits until they are in sync.
+    pub async fn start(
+        dir: &TempDir,
+        control: &Control,
+        server_labels: &[&str],
+        server_extra: &[&str],
+    ) -> Pair {
+        let server_app = weft_test::Upstream::start("server").await;
+        let client_app = weft_test::Upstream::start("client").await;
+        let server = sidecar(
+            &dir.0,
+            "server",
+            "server",
+            server_labels,
+            server_app.addr.port(),
+            &[control],
+            server_extra,
+        );
+        let client = sidecar(
+            &dir.0,
+            "client",
+            "client",
+            &[],
+            client_app.addr.port(),
+            &[control],
+            &[],
+        );
+        wait_healthy(&control.client(), "server", 1, Duration::from_secs(20)).await;
+        client.ready(Duration::from_secs(10)).await;
+        wait_config(
+            client.admin,
+            "spiffe://cluster.local/ns/default/sa/server",
+            Duration::from_secs(10),
+        )
+        .await;
+        Pair {
+            server_app,
+            client_app,
+            server,
+            client,
+        }
+    }
+}
+
 /// An application's HTTP client whose requests go through a sidecar's outbound
 /// listener (absolute-form, as with `HTTP_PROXY`), over one kept-alive connection.
 pub struct MeshClient {
