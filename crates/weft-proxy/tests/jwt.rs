@@ -59,36 +59,9 @@ fn istio_rule(provider: &str) -> Value {
 /// A listener `http` (stat prefix `ingress`) running `filters` then the router, every
 /// path routed to the cluster `app`, access-logged to `log`; `clusters` added.
 fn bootstrap(filters: &str, app: SocketAddr, clusters: &str, log: &Path) -> String {
-    format!(
-        r#"admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
-static_resources:
-  listeners:
-  - name: http
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: {log}
-              log_format: {{ text_format_source: {{ inline_string: "{LOG_FORMAT}" }} }}
-          route_config:
-            name: routes
-            virtual_hosts:
-{vhost}          http_filters:
-{filters}          - name: envoy.filters.http.router
-  clusters:
-{app_cluster}{clusters}"#,
-        log = log.display(),
-        vhost = common::route_all("app", ""),
-        app_cluster = common::cluster("app", &[app], ""),
-    )
+    let clusters = format!("{}{clusters}", common::cluster("app", &[app], ""));
+    let vhosts = common::route_all("app", "");
+    common::filtered_http_bootstrap(filters, &vhosts, "", &clusters, log, LOG_FORMAT)
 }
 
 // ---- clients ----

@@ -81,33 +81,8 @@ const ANY: &str = "{ any: true }";
 /// connection manager (`stat_prefix: ingress`) runs `filters` then the router over
 /// `vhosts`, logging to `log`, and a cluster `app` at `app`.
 fn http_yaml(filters: &str, vhosts: &str, app: SocketAddr, log: &Path, tls: &str) -> String {
-    format!(
-        r#"{ADMIN}static_resources:
-  listeners:
-  - name: http
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: {log}
-              log_format: {{ text_format_source: {{ inline_string: "{LOG_FORMAT}" }} }}
-          route_config:
-            name: routes
-            virtual_hosts:
-{vhosts}          http_filters:
-{filters}          - name: envoy.filters.http.router
-{tls}  clusters:
-{cluster}"#,
-        log = log.display(),
-        cluster = common::cluster("app", &[app], ""),
-    )
+    let app = common::cluster("app", &[app], "");
+    common::filtered_http_bootstrap(filters, vhosts, tls, &app, log, LOG_FORMAT)
 }
 
 /// One virtual host `all` routing everything to `app` (route `all/0`).

@@ -57,6 +57,49 @@ static_resources:
     )
 }
 
+/// A bootstrap with an admin port and a listener `http` whose connection manager
+/// (`stat_prefix: ingress`) runs `filters` (list items at indent 10) then the router
+/// over `vhosts` (list items at indent 12), access-logged to `log` in `log_format`;
+/// `tls` (a `transport_socket` at indent 6, or nothing) and `clusters` (from
+/// [`cluster`]).
+pub fn filtered_http_bootstrap(
+    filters: &str,
+    vhosts: &str,
+    tls: &str,
+    clusters: &str,
+    log: &Path,
+    log_format: &str,
+) -> String {
+    format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+static_resources:
+  listeners:
+  - name: http
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {log}
+              log_format: {{ text_format_source: {{ inline_string: "{log_format}" }} }}
+          route_config:
+            name: routes
+            virtual_hosts:
+{vhosts}          http_filters:
+{filters}          - name: envoy.filters.http.router
+{tls}  clusters:
+{clusters}"#,
+        log = log.display(),
+    )
+}
+
 /// A single catch-all virtual host routing every path to `cluster` with extra route
 /// action fields (inline YAML, e.g. `timeout: 1s`).
 pub fn route_all(cluster: &str, action_extra: &str) -> String {
