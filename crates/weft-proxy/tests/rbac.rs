@@ -10,20 +10,17 @@ use common::pki::{self, Ca, Leaf, TD};
 use common::{log_path, read_log};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::watch;
 use weft_proxy::{Proxy, ProxyOptions};
 use weft_test::proxy::{admin_metrics as metrics, metric, send, Reply};
 use weft_test::{runtime, TestProxy, Upstream};
 use weft_xds::pb::envoy::config::listener::v3::Listener;
 use weft_xds::pb::envoy::config::route::v3::RouteConfiguration;
-use weft_xds::server::{AdsServer, ClientInfo, Source, View};
 use weft_xds::{type_url, Resource};
 
 const ADMIN: &str =
@@ -456,59 +453,6 @@ fn per_route_overrides_disable_or_replace_the_rules() {
 
 // ---- (d) a route update governs the next request of an open connection ----
 
-#[derive(Default)]
-struct Config {
-    resources: Mutex<BTreeMap<&'static str, Vec<Arc<Resource>>>>,
-    tx: Mutex<Option<watch::Sender<u64>>>,
-}
-
-impl Config {
-    fn set(&self, t: &'static str, list: Vec<Resource>) {
-        self.resources
-            .lock()
-            .expect("lock")
-            .insert(t, list.into_iter().map(Arc::new).collect());
-        if let Some(tx) = &*self.tx.lock().expect("lock") {
-            tx.send_modify(|v| *v += 1);
-        }
-    }
-}
-
-struct V(Arc<Config>, watch::Receiver<u64>);
-
-impl View for V {
-    fn resources(&self, t: &str, names: Option<&weft_xds::server::Names>) -> Vec<Arc<Resource>> {
-        let all = self.0.resources.lock().expect("lock");
-        all.get(t)
-            .into_iter()
-            .flatten()
-            .filter(|r| names.is_none_or(|n| n.contains(&r.name)))
-            .cloned()
-            .collect()
-    }
-    fn changes(&self) -> watch::Receiver<u64> {
-        self.1.clone()
-    }
-    fn acked(&self, _: &str, _: &str) {}
-    fn nacked(&self, _: &str, _: &str, message: &str) {
-        panic!("the proxy refused a configuration: {message}");
-    }
-}
-
-struct S(Arc<Config>);
-
-impl Source for S {
-    fn connect(
-        &self,
-        _: &ClientInfo,
-        _: &tonic::metadata::MetadataMap,
-    ) -> Result<Arc<dyn View>, tonic::Status> {
-        let mut tx = self.0.tx.lock().expect("lock");
-        let rx = tx.get_or_insert_with(|| watch::channel(0).0).subscribe();
-        Ok(Arc::new(V(self.0.clone(), rx)))
-    }
-}
-
 /// The listener over LDS: its filter's own rules deny everything; routes come by RDS.
 fn dynamic_listener() -> Resource {
     let yaml = format!(
@@ -554,7 +498,7 @@ virtual_hosts:
 fn a_route_update_governs_the_next_request_of_an_open_connection() {
     let rt = runtime();
     let app = rt.block_on(Upstream::start("app"));
-    let config = Arc::new(Config::default());
+    let config = Arc::new(common::ads::Config::default());
     config.set(type_url::LISTENER, vec![dynamic_listener()]);
     // First the route turns the filter off.
     config.set(type_url::ROUTE_CONFIGURATION, vec![dynamic_routes("")]);
@@ -562,38 +506,9 @@ fn a_route_update_governs_the_next_request_of_an_open_connection() {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind xDS socket");
     let xds_addr = xds.local_addr().expect("address");
-    let server_config = config.clone();
-    let _server = rt.spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_service(AdsServer::new(Arc::new(S(server_config))).into_service())
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(xds))
-            .await;
-    });
-    let bootstrap = format!(
-        r#"
-node: {{ id: sidecar-1, cluster: test }}
-{ADMIN}dynamic_resources:
-  lds_config: {{ ads: {{}} }}
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services: [{{ envoy_grpc: {{ cluster_name: xds }} }}]
-static_resources:
-  clusters:
-  - name: xds
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment:
-      cluster_name: xds
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}
-{}"#,
-        xds_addr.port(),
-        common::cluster("app", &[app.addr], "")
-    );
+    let _server = rt.spawn(common::ads::serve(config.clone(), xds));
+    let app_cluster = common::cluster("app", &[app.addr], "");
+    let bootstrap = common::ads::bootstrap(xds_addr, "GRPC", &[app_cluster]);
     let proxy = TestProxy::start(&bootstrap, 1);
     let addr = proxy.addr("dynamic");
     rt.block_on(async {
@@ -615,6 +530,11 @@ static_resources:
         assert_eq!(on(&mut open, "POST", "/").await.0, 200);
         assert_eq!(app.connection_count(), 1, "one upstream connection, reused");
     });
+    let nacks = config.nacks.lock().expect("lock");
+    assert!(
+        nacks.is_empty(),
+        "the proxy refused a configuration: {nacks:?}"
+    );
 }
 
 // ---- (e) the network filter ----
