@@ -14,17 +14,6 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_test::proxy::{admin_metrics as metrics, metric};
 
-const MESH_STRICT: &str = r#"
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata:
-  name: default
-  namespace: istio-system
-spec:
-  mtls:
-    mode: STRICT
-"#;
-
 const SERVER_PERMISSIVE: &str = r#"
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication

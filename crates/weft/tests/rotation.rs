@@ -10,17 +10,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::*;
 
-const STRICT: &str = r#"
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata:
-  name: default
-  namespace: istio-system
-spec:
-  mtls:
-    mode: STRICT
-"#;
-
 /// One connection per request between the sidecars: a handshake each time.
 const NEW_CONNECTION_EACH_REQUEST: &str = r#"
 apiVersion: networking.istio.io/v1
@@ -112,7 +101,7 @@ async fn certificates_and_root_rotate_under_load_without_a_failed_request() {
     let flags = ["--workload-cert-ttl", "60s", "--bundle-refresh", "2s"].map(String::from);
     let control = Control::start(&dir.0, "control", &dir.join("data"), &flags);
     let api = control.client();
-    apply(&api, STRICT).await;
+    apply(&api, MESH_STRICT).await;
     apply(&api, NEW_CONNECTION_EACH_REQUEST).await;
     let pair = Pair::start(&dir, &control, &[], &[]).await;
     let (server, client) = (&pair.server, &pair.client);

@@ -263,6 +263,12 @@ pub fn describe(control: &Control, name: &str) -> String {
     String::from_utf8(out.stdout).expect("UTF-8")
 }
 
+/// Istio's mesh-wide STRICT PeerAuthentication, the file `weft demo` applies.
+pub const MESH_STRICT: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/bookinfo/security/peer-authentication-strict.yaml"
+));
+
 /// Applies `yaml` through an API client; panics on refusal.
 pub async fn apply(client: &ApiClient, yaml: &str) -> ChangeResponse {
     send_documents(client, "/api/v1/apply", yaml).await
